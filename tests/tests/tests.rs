@@ -1,1 +1,11 @@
-//! One integration binary for every end-to-end suite.
+//! One integration binary for every end-to-end suite: real runc (cgroup v1
+//! and v2), a private dockerd and podman, on this machine.
+//!
+//! Privileged tests skip locally (printing `SKIP <test>: ...`) and fail under
+//! `CI` when root, a runtime or a cgroup version is missing; see
+//! `e2e::prereq`. Run one suite with a filter:
+//! `cargo test -p e2e --test integration runc::`.
+
+mod docker;
+mod podman;
+mod runc;
