@@ -16,6 +16,7 @@
 
 pub mod bundle;
 pub mod docker;
+pub mod gpu;
 pub mod mounts;
 pub mod podman;
 pub mod prereq;

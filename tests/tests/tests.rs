@@ -9,3 +9,4 @@
 mod docker;
 mod podman;
 mod runc;
+mod simulated_gpus;
