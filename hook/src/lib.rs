@@ -1,3 +1,26 @@
-//! The host side of nvidia-docker: discovering what the host has and applying a
-//! plan inside a container. It never links an async runtime or an HTTP stack.
-#![forbid(unsafe_code)]
+//! The host side of nvidia-docker: discovering what the host has (the
+//! inventory and its snapshot) and applying a plan inside a container.
+//!
+//! It must never: link an async runtime or an HTTP stack; run NVML in a
+//! process that will `setns` into a container; resolve a path inside a
+//! container root to a string and reuse it; execute or mount a file from the
+//! image with host privileges; inherit its environment from the image.
+//!
+//! Modules:
+//! - [`config`]: `HostPaths` and the hook's configuration file.
+//! - [`ldcache`], [`discover`], [`snapshot`], [`inventory`]: the inventory.
+//! - [`sys`]: every syscall (the only module allowed `unsafe`).
+//! - [`state`], [`container`]: the OCI state on stdin and the bundle's spec.
+//! - [`apply`], [`cgroup`], [`ldconfig`]: executing a plan in a container.
+
+pub mod apply;
+pub mod cgroup;
+pub mod config;
+pub mod container;
+pub mod discover;
+pub mod inventory;
+pub mod ldcache;
+pub mod ldconfig;
+pub mod snapshot;
+pub mod state;
+pub mod sys;

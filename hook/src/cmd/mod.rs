@@ -1,0 +1,3 @@
+//! One file per subcommand of `nvidia-docker-hook`.
+pub mod inventory;
+pub mod prestart;
