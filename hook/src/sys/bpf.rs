@@ -1,0 +1,1 @@
+//! eBPF syscalls for the cgroup v2 device filter (in progress).

@@ -1,0 +1,1 @@
+//! Process syscalls: namespaces, rlimits, exec from a descriptor (in progress).
