@@ -5,4 +5,5 @@
 //!
 //! (in progress: issue 5.)
 pub mod bpf;
+pub mod child;
 pub mod process;
