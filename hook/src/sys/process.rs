@@ -1,1 +1,271 @@
-//! Process syscalls: namespaces, rlimits, exec from a descriptor (in progress).
+//! Process syscalls for running a locked-down helper (the host's `ldconfig`
+//! inside a container): an executable copied into a sealed memfd, namespaces,
+//! `chroot`, resource limits, capabilities, `no_new_privs`, descriptors, and
+//! exec from a descriptor with an explicit environment.
+//!
+//! Everything here except [`sealed_memfd`] changes the calling process and
+//! is meant for a forked child (`sys::child::run_in_child`, [`fork`]).
+//! Errors record the call, its arguments and the errno.
+use std::ffi::{CStr, CString};
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, SealFlag};
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::resource::Resource;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+/// A process syscall that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{call}: {}", errno.desc())]
+pub struct ProcessError {
+    /// The call and its arguments, e.g. `chroot("/run/bundle/rootfs")`.
+    pub call: String,
+    /// What the kernel said.
+    pub errno: Errno,
+}
+
+fn err(call: impl Into<String>) -> impl FnOnce(Errno) -> ProcessError {
+    let call = call.into();
+    move |errno| ProcessError { call, errno }
+}
+
+/// `MFD_EXEC` (Linux 6.3): the memfd may be executed even when the
+/// `vm.memfd_noexec` sysctl makes memfds non-executable by default.
+const MFD_EXEC: libc::c_uint = 0x10;
+
+/// A memfd named `name` holding `data`, sealed against any change
+/// (`F_SEAL_SEAL|SHRINK|GROW|WRITE`), close-on-exec. An executable in it can
+/// be run with [`exec_fd`] without a path anyone could swap.
+pub fn sealed_memfd(name: &CStr, data: &[u8]) -> Result<OwnedFd, ProcessError> {
+    let call = || format!("memfd_create({name:?}, MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)");
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    let create = |flags: libc::c_uint| {
+        // SAFETY: `name` is a valid NUL-terminated string; memfd_create
+        // reads it and returns a new descriptor or -1.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+        if fd < 0 {
+            Err(Errno::last())
+        } else {
+            // SAFETY: `fd` is a new descriptor owned by nothing else.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+    };
+    // Kernels before 6.3 do not know MFD_EXEC (EINVAL); their memfds are
+    // executable anyway.
+    let fd = match create(base | MFD_EXEC) {
+        Err(Errno::EINVAL) => create(base),
+        other => other,
+    }
+    .map_err(err(call()))?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data).map_err(|e| ProcessError {
+        call: format!("write({} bytes to memfd {name:?})", data.len()),
+        errno: e.raw_os_error().map_or(Errno::EIO, Errno::from_raw),
+    })?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    nix::fcntl::fcntl(&file, FcntlArg::F_ADD_SEALS(seals)).map_err(err(format!(
+        "fcntl(memfd {name:?}, F_ADD_SEALS, SEAL|SHRINK|GROW|WRITE)"
+    )))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// `setns(fd, CLONE_NEWNS)`: enter a mount namespace (the caller must be
+/// single-threaded; root and cwd become the namespace's root).
+pub fn enter_mount_namespace(ns: BorrowedFd<'_>) -> Result<(), ProcessError> {
+    nix::sched::setns(ns, CloneFlags::CLONE_NEWNS)
+        .map_err(err(format!("setns(fd {}, CLONE_NEWNS)", ns.as_raw_fd())))
+}
+
+/// `unshare(flags)`.
+pub fn unshare(flags: CloneFlags) -> Result<(), ProcessError> {
+    nix::sched::unshare(flags).map_err(err(format!("unshare({flags:?})")))
+}
+
+/// Makes every mount in the current namespace private (`MS_REC|MS_PRIVATE`
+/// on `/`), so nothing done here propagates anywhere.
+pub fn make_mounts_private() -> Result<(), ProcessError> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(err("mount(\"/\", MS_REC|MS_PRIVATE)"))
+}
+
+/// `chroot(root)` then `chdir("/")`.
+pub fn chroot(root: &Path) -> Result<(), ProcessError> {
+    nix::unistd::chroot(root).map_err(err(format!("chroot({root:?})")))?;
+    nix::unistd::chdir("/").map_err(err("chdir(\"/\") after chroot"))
+}
+
+/// `setrlimit(resource, soft, hard)`.
+pub fn set_rlimit(resource: Resource, soft: u64, hard: u64) -> Result<(), ProcessError> {
+    nix::sys::resource::setrlimit(resource, soft, hard)
+        .map_err(err(format!("setrlimit({resource:?}, {soft}, {hard})")))
+}
+
+/// Sets the signal this process gets when its parent dies.
+pub fn set_parent_death_signal(signal: Signal) -> Result<(), ProcessError> {
+    nix::sys::prctl::set_pdeathsig(signal)
+        .map_err(err(format!("prctl(PR_SET_PDEATHSIG, {signal})")))
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: exec can never gain privileges.
+pub fn set_no_new_privs() -> Result<(), ProcessError> {
+    nix::sys::prctl::set_no_new_privs().map_err(err("prctl(PR_SET_NO_NEW_PRIVS, 1)"))
+}
+
+/// Limits the process to `keep`: every other capability leaves the
+/// bounding set (all numbers up to 63, so capabilities newer than the
+/// `caps` crate go too), the inheritable and ambient sets are emptied, and
+/// the effective and permitted sets become `keep`. Needs `CAP_SETPCAP`.
+///
+/// A root process that execs with this keeps exactly `keep` (the kernel
+/// gives root `inheritable | bounding` on exec).
+pub fn restrict_capabilities(keep: &[caps::Capability]) -> Result<(), ProcessError> {
+    let keep_bits: Vec<u8> = keep.iter().map(|c| c.index()).collect();
+    for cap in 0..64u8 {
+        if keep_bits.contains(&cap) {
+            continue;
+        }
+        // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes integer arguments only.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if ret < 0 {
+            match Errno::last() {
+                // Beyond the kernel's last capability.
+                Errno::EINVAL => break,
+                errno => {
+                    return Err(ProcessError {
+                        call: format!("prctl(PR_CAPBSET_DROP, {cap})"),
+                        errno,
+                    })
+                }
+            }
+        }
+    }
+    let caps_err = |call: &str| {
+        let call = call.to_owned();
+        move |e: caps::errors::CapsError| ProcessError {
+            call: format!("{call}: {e}"),
+            errno: Errno::last(),
+        }
+    };
+    let set: caps::CapsHashSet = keep.iter().copied().collect();
+    caps::clear(None, caps::CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
+    caps::clear(None, caps::CapSet::Inheritable)
+        .map_err(caps_err("clear inheritable capabilities"))?;
+    caps::set(None, caps::CapSet::Effective, &set)
+        .map_err(caps_err("set effective capabilities"))?;
+    caps::set(None, caps::CapSet::Permitted, &set)
+        .map_err(caps_err("set permitted capabilities"))?;
+    Ok(())
+}
+
+/// Makes `fd` the process's descriptor `target` (0, 1 or 2).
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), ProcessError> {
+    let call = format!("dup2({}, {target})", fd.as_raw_fd());
+    match target {
+        0 => nix::unistd::dup2_stdin(fd),
+        1 => nix::unistd::dup2_stdout(fd),
+        2 => nix::unistd::dup2_stderr(fd),
+        _ => Err(Errno::EBADF),
+    }
+    .map_err(err(call))
+}
+
+/// Marks every descriptor from `first` up close-on-exec
+/// (`close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`, Linux 5.11; before that,
+/// `fcntl(FD_CLOEXEC)` on each number below the `RLIMIT_NOFILE` soft limit).
+pub fn cloexec_from(first: RawFd) -> Result<(), ProcessError> {
+    let first_u = libc::c_uint::try_from(first).map_err(|_| ProcessError {
+        call: format!("close_range({first})"),
+        errno: Errno::EBADF,
+    })?;
+    // SAFETY: close_range only changes flags of this process's descriptors;
+    // with CLOSE_RANGE_CLOEXEC it closes none, so no owned fd is invalidated.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_u,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let (soft, _) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(err("getrlimit(RLIMIT_NOFILE)"))?;
+    let last = RawFd::try_from(soft.min(1 << 20)).unwrap_or(1 << 20);
+    for fd in first..last {
+        // SAFETY: F_GETFD/F_SETFD on a number that may not be open only
+        // returns EBADF; it never touches memory.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 {
+            // SAFETY: as above; sets the flag on an open descriptor.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
+}
+
+/// `fexecve(fd, argv, env)`: runs the executable `fd` refers to (via
+/// `execveat(fd, "", AT_EMPTY_PATH)`). Returns only on failure.
+pub fn exec_fd(fd: BorrowedFd<'_>, argv: &[CString], env: &[CString]) -> ProcessError {
+    match nix::unistd::fexecve(fd, argv, env) {
+        Err(errno) => ProcessError {
+            call: format!(
+                "fexecve(fd {}, {argv:?}, {} environment variables)",
+                fd.as_raw_fd(),
+                env.len()
+            ),
+            errno,
+        },
+        Ok(never) => match never {},
+    }
+}
+
+/// Forks; the child runs `child` and `_exit`s with its return value
+/// (never returning here). The caller must be single-threaded.
+pub fn fork(child: impl FnOnce() -> i32) -> Result<Pid, ProcessError> {
+    // SAFETY: callers are single-threaded forked children (documented); the
+    // new child only runs `child` and then `_exit`s, so nothing of the
+    // parent's (destructors, atexit handlers, buffers) runs twice.
+    match unsafe { nix::unistd::fork() }.map_err(err("fork()"))? {
+        nix::unistd::ForkResult::Child => {
+            let code = child();
+            // SAFETY: `_exit` ends the child immediately, as intended.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Waits for `pid` to end (retrying on `EINTR`).
+pub fn wait(pid: Pid) -> Result<WaitStatus, ProcessError> {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(status),
+            Ok(_) => continue,
+            Err(errno) => return Err(err(format!("waitpid({pid})"))(errno)),
+        }
+    }
+}
+
+/// Writes `text` to descriptor 2 without taking std's stderr lock (safe in
+/// a child forked from a multi-threaded process). Best effort.
+pub fn write_stderr(text: &str) {
+    let _ = nix::unistd::write(std::io::stderr(), text.as_bytes());
+}
