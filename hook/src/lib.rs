@@ -21,6 +21,7 @@ pub mod discover;
 pub mod inventory;
 pub mod ldcache;
 pub mod ldconfig;
+pub mod runtime;
 pub mod snapshot;
 pub mod state;
 pub mod sys;
