@@ -10,3 +10,5 @@ mod docker;
 mod podman;
 mod runc;
 mod simulated_gpus;
+mod v1_bench;
+mod v1_docker;

@@ -1,0 +1,2 @@
+//! The `nvidia-docker` shim's own verbs, one file each.
+pub mod cli_options;

@@ -1,0 +1,8 @@
+//! The integration tests of the `cli` crate: one binary, one module per
+//! suite. The daemon runs as a real child process on a simulated host
+//! (the mock NVML and a generated driver root).
+
+mod support;
+
+mod golden;
+mod plugin;
