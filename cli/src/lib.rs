@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
-pub mod elfinfo;
 pub mod host;
 pub mod logfmt;
 pub mod plugin;

@@ -283,8 +283,9 @@ struct Candidate {
 /// GLVND front ends that Mesa and other vendors also ship: kept only when
 /// they dispatch to NVIDIA (v1's blacklist; nvidia-docker-v1.md §3).
 const GLVND_CHECKED: &[&str] = &["libGL", "libEGL", "libGLESv1_CM", "libGLESv2"];
-/// What such a front end must need.
-const GLVND_NEEDS: &[&str] = &[
+/// What such a front end must need (a `DT_NEEDED` prefix) to be NVIDIA's or
+/// GLVND's rather than Mesa's.
+pub const GLVND_NEEDS: &[&str] = &[
     "libnvidia-glcore.so",
     "libnvidia-eglcore.so",
     "libGLdispatch.so",

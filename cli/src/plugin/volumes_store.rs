@@ -19,6 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use hook::discover::{elf, GLVND_NEEDS};
 use rules::v1::{parse_docker_volume_name, v1_layout, V1Dir, V1File, V1Layout, V1Volume};
 use rules::Inventory;
 
@@ -265,8 +266,10 @@ fn blacklisted(f: &V1File) -> bool {
     };
     let path = Path::new(f.source.as_str());
     match stem {
-        "EGL" | "GLESv1_CM" | "GLESv2" | "GL" => !crate::elfinfo::needs_nvidia_gl(path),
-        "nvidia-tls" => !crate::elfinfo::has_tls_abi_tag(path),
+        "EGL" | "GLESv1_CM" | "GLESv2" | "GL" => {
+            !elf::inspect(path).is_ok_and(|i| i.needs_any(GLVND_NEEDS))
+        }
+        "nvidia-tls" => !elf::inspect(path).is_ok_and(|i| i.has_new_tls_abi()),
         _ => false,
     }
 }
