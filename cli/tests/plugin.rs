@@ -100,6 +100,15 @@ fn volume_plugin_protocol() {
     assert!(mp.join("lib/libcuda.so.375.66").is_file());
     assert!(mp.join("lib64/libnvidia-ml.so.375.66").is_file());
     assert!(!mp.join("lib64/libnvidia-cfg.so.375.66").exists());
+    // v1's blacklist: GLVND's libGL (it needs libGLdispatch) is in, Mesa's
+    // copy (the host's decoy, which needs libglapi) is not: libGL.so.1 is
+    // only the soname link to GLVND's file.
+    assert!(mp.join("lib64/libGL.so.1.7.0").is_file());
+    assert_eq!(
+        std::fs::read_link(mp.join("lib64/libGL.so.1")).unwrap(),
+        Path::new("libGL.so.1.7.0")
+    );
+    assert!(mp.join("lib64/libnvidia-tls.so.375.66").is_file());
 
     let r = p.post("/VolumeDriver.Get", "{\"Name\":\"nvidia_driver_1.0\"}");
     assert_eq!(
