@@ -40,19 +40,83 @@ enum Command {
     Poststop,
 }
 
+/// The name `docker run --gpus` looks for on dockerd's `PATH`; a symlink
+/// to this binary under that name behaves like the toolkit's hook.
+const TOOLKIT_NAME: &str = "nvidia-container-runtime-hook";
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let invoked_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if invoked_as == TOOLKIT_NAME {
+        return toolkit_main(&argv[1..]);
+    }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Prestart(_)) {
+        // prestart installs its own logger once its configuration is read.
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    }
     let result = match &cli.command {
         Command::Inventory(args) => cmd::inventory::run(cli.config.as_deref(), args),
         Command::Prestart(args) => cmd::prestart::run(cli.config.as_deref(), args),
         Command::Poststart | Command::Poststop => Ok(()),
     };
+    exit(result)
+}
+
+/// `nvidia-container-runtime-hook [-debug] [-config F] [-version] VERB`.
+fn toolkit_main(args: &[String]) -> ExitCode {
+    use cmd::prestart::{ToolkitArgs, TOOLKIT_USAGE};
+    match ToolkitArgs::parse(args) {
+        Ok(ToolkitArgs::Verb {
+            verb,
+            config,
+            debug,
+        }) => match verb.as_str() {
+            "prestart" => exit(cmd::prestart::run(
+                config.as_deref(),
+                &cmd::prestart::PrestartArgs { debug },
+            )),
+            _ => ExitCode::SUCCESS,
+        },
+        Ok(ToolkitArgs::Version) => {
+            println!(
+                "{TOOLKIT_NAME} (nvidia-docker-hook {})",
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(ToolkitArgs::Help) => {
+            println!("{TOOLKIT_USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("{TOOLKIT_NAME}: {why}\n{TOOLKIT_USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The one place results become exit codes: 0 done (or nothing to do);
+/// 3 refused (the rules' one line, alone, which runc shows); 1 anything
+/// else (`nvidia-docker-hook: <error>: <cause>...`); clap uses 2 for usage.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("nvidia-docker-hook: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<rules::Refusal>() {
+            Some(refusal) => {
+                eprintln!("{refusal}");
+                ExitCode::from(3)
+            }
+            None => {
+                eprintln!("nvidia-docker-hook: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod docker;
 pub mod gpu;
+pub mod hook;
 pub mod mounts;
 pub mod podman;
 pub mod prereq;

@@ -7,6 +7,12 @@
 //! `cargo test -p e2e --test integration runc::`.
 
 mod docker;
+mod hook_bench;
+mod hook_docker;
+mod hook_hostile;
+mod hook_parallel;
+mod hook_podman;
+mod hook_runc;
 mod podman;
 mod runc;
 mod simulated_gpus;

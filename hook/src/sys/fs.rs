@@ -1,0 +1,530 @@
+//! File-system syscalls on held descriptors.
+//!
+//! Paths given to these wrappers are relative to a directory descriptor the
+//! caller holds; inside a container root they are single file names or
+//! resolved with [`openat2`] and [`IN_ROOT`]. Errors record every argument.
+//! Descriptors are printed by number: a path read back from a descriptor
+//! would be racy (an "unsafe path", pathrs' term) and is never needed to act.
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::statfs::{fstatfs, FsType, PROC_SUPER_MAGIC};
+use nix::unistd::{Gid, Uid, UnlinkatFlags};
+
+/// Resolution inside a container root: the descriptor is `/`, `..` stops
+/// there, absolute symlinks restart there, and magic links
+/// (`/proc/self/root`, `/proc/<pid>/fd/N`) are refused.
+pub const IN_ROOT: ResolveFlag =
+    ResolveFlag::RESOLVE_IN_ROOT.union(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+
+/// Resolution of one name in a held directory: no symlink at all, nothing
+/// outside the directory.
+pub const NO_SYMLINKS: ResolveFlag =
+    ResolveFlag::RESOLVE_NO_SYMLINKS.union(ResolveFlag::RESOLVE_BENEATH);
+
+/// A file-system syscall that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// `open(2)` of a host path.
+    #[error("open({path:?}, {flags:?})")]
+    Open {
+        /// The host path.
+        path: PathBuf,
+        /// Flags.
+        flags: OFlag,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `openat2(2)`.
+    #[error("openat2(fd {dirfd}, {path:?}, {flags:?}, {resolve:?})")]
+    Openat2 {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// Relative path.
+        path: PathBuf,
+        /// Flags.
+        flags: OFlag,
+        /// Resolution flags.
+        resolve: ResolveFlag,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `openat(2)` (creation of one name).
+    #[error("openat(fd {dirfd}, {name:?}, {flags:?}, 0o{mode:o})")]
+    Openat {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// The name.
+        name: String,
+        /// Flags.
+        flags: OFlag,
+        /// Mode of a created file.
+        mode: u32,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `mkdirat(2)`.
+    #[error("mkdirat(fd {dirfd}, {name:?}, 0o{mode:o})")]
+    Mkdirat {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// The name.
+        name: String,
+        /// Mode.
+        mode: u32,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `mknodat(2)` of a character device.
+    #[error("mknodat(fd {dirfd}, {name:?}, S_IFCHR|0o{mode:o}, {major}:{minor})")]
+    Mknodat {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// The name.
+        name: String,
+        /// Permission bits.
+        mode: u32,
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `symlinkat(2)`.
+    #[error("symlinkat({target:?}, fd {dirfd}, {name:?})")]
+    Symlinkat {
+        /// The link's content.
+        target: String,
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// The link's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `renameat(2)` within one directory.
+    #[error("renameat(fd {dirfd}, {from:?}, fd {dirfd}, {to:?})")]
+    Renameat {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `unlinkat(2)`.
+    #[error("unlinkat(fd {dirfd}, {name:?}, {flags})")]
+    Unlinkat {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// The name.
+        name: String,
+        /// `0` or `AT_REMOVEDIR`.
+        flags: &'static str,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `readlinkat(2)`.
+    #[error("readlinkat(fd {dirfd}, {name:?})")]
+    Readlinkat {
+        /// Directory descriptor.
+        dirfd: RawFd,
+        /// The name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `fstat(2)` or `fstatat(2)`.
+    #[error("fstatat(fd {dirfd}, {name:?}, AT_SYMLINK_NOFOLLOW)")]
+    Fstatat {
+        /// Directory descriptor (or the file itself with an empty name).
+        dirfd: RawFd,
+        /// The name (empty: the descriptor itself).
+        name: String,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `stat(2)` of a host path.
+    #[error("stat({path:?})")]
+    Stat {
+        /// The host path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `fstatfs(2)`.
+    #[error("fstatfs(fd {fd})")]
+    Fstatfs {
+        /// The descriptor.
+        fd: RawFd,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `fchownat(2)` with `AT_EMPTY_PATH`.
+    #[error("fchownat(fd {fd}, \"\", {uid}, {gid}, AT_EMPTY_PATH)")]
+    Fchown {
+        /// The descriptor.
+        fd: RawFd,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `fchmodat2(2)` with `AT_EMPTY_PATH`, or `chmod` of `/proc/self/fd/N`.
+    #[error("chmod(fd {fd}, 0o{mode:o})")]
+    Fchmod {
+        /// The descriptor.
+        fd: RawFd,
+        /// Mode.
+        mode: u32,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// `/proc/self/fd` is not on a procfs (something is mounted over it).
+    #[error("/proc/self/fd is not procfs (file system type {fs_type:#x}); refusing to use it")]
+    NotProcfs {
+        /// What `fstatfs` said.
+        fs_type: i64,
+    },
+    /// `write(2)` of a created file.
+    #[error("write(fd {fd}, {len} bytes)")]
+    Write {
+        /// The descriptor.
+        fd: RawFd,
+        /// How many bytes.
+        len: usize,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FsError {
+    /// The errno behind the failure (`EIO` for a write error without one).
+    pub fn errno(&self) -> Errno {
+        match self {
+            FsError::Open { source, .. }
+            | FsError::Openat2 { source, .. }
+            | FsError::Openat { source, .. }
+            | FsError::Mkdirat { source, .. }
+            | FsError::Mknodat { source, .. }
+            | FsError::Symlinkat { source, .. }
+            | FsError::Renameat { source, .. }
+            | FsError::Unlinkat { source, .. }
+            | FsError::Readlinkat { source, .. }
+            | FsError::Fstatat { source, .. }
+            | FsError::Stat { source, .. }
+            | FsError::Fstatfs { source, .. }
+            | FsError::Fchown { source, .. }
+            | FsError::Fchmod { source, .. } => *source,
+            FsError::Write { source, .. } => source
+                .raw_os_error()
+                .map(Errno::from_raw)
+                .unwrap_or(Errno::EIO),
+            FsError::NotProcfs { .. } => Errno::EXDEV,
+        }
+    }
+}
+
+fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
+
+/// Opens a host path (the hook's own view: driver root, dev root, proc
+/// root). `O_CLOEXEC` is always added.
+pub fn open_host(path: &Path, flags: OFlag) -> Result<OwnedFd, FsError> {
+    let mut opts = OpenOptions::new();
+    opts.read(true)
+        .custom_flags((flags | OFlag::O_CLOEXEC).bits() & !libc::O_ACCMODE);
+    match opts.open(path) {
+        Ok(f) => Ok(OwnedFd::from(f)),
+        Err(e) => Err(FsError::Open {
+            path: path.to_path_buf(),
+            flags,
+            source: e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO),
+        }),
+    }
+}
+
+/// `openat2(dirfd, path, flags | O_CLOEXEC, mode 0, resolve)`.
+pub fn openat2(
+    dirfd: &impl AsFd,
+    path: &Path,
+    flags: OFlag,
+    resolve: ResolveFlag,
+) -> Result<OwnedFd, FsError> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(resolve);
+    nix::fcntl::openat2(dirfd.as_fd(), path, how).map_err(|source| FsError::Openat2 {
+        dirfd: raw(dirfd),
+        path: path.to_path_buf(),
+        flags,
+        resolve,
+        source,
+    })
+}
+
+/// `openat(dirfd, name, flags | O_CLOEXEC, mode)`, for creating one name
+/// (callers pass `O_CREAT | O_EXCL | O_NOFOLLOW`).
+pub fn openat(dirfd: &impl AsFd, name: &str, flags: OFlag, mode: u32) -> Result<OwnedFd, FsError> {
+    nix::fcntl::openat(
+        dirfd.as_fd(),
+        name,
+        flags | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+    .map_err(|source| FsError::Openat {
+        dirfd: raw(dirfd),
+        name: name.to_owned(),
+        flags,
+        mode,
+        source,
+    })
+}
+
+/// `mkdirat(dirfd, name, mode)` (the process umask applies; it only narrows).
+pub fn mkdirat(dirfd: &impl AsFd, name: &str, mode: u32) -> Result<(), FsError> {
+    nix::sys::stat::mkdirat(dirfd.as_fd(), name, Mode::from_bits_truncate(mode)).map_err(|source| {
+        FsError::Mkdirat {
+            dirfd: raw(dirfd),
+            name: name.to_owned(),
+            mode,
+            source,
+        }
+    })
+}
+
+/// `mknodat(dirfd, name, S_IFCHR | mode, makedev(major, minor))`. The
+/// umask applies: callers set the final mode with [`chmod_fd`].
+pub fn mknod_char(
+    dirfd: &impl AsFd,
+    name: &str,
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> Result<(), FsError> {
+    let dev = nix::sys::stat::makedev(major.into(), minor.into());
+    nix::sys::stat::mknodat(
+        dirfd.as_fd(),
+        name,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(mode),
+        dev,
+    )
+    .map_err(|source| FsError::Mknodat {
+        dirfd: raw(dirfd),
+        name: name.to_owned(),
+        mode,
+        major,
+        minor,
+        source,
+    })
+}
+
+/// `symlinkat(target, dirfd, name)`.
+pub fn symlinkat(target: &str, dirfd: &impl AsFd, name: &str) -> Result<(), FsError> {
+    nix::unistd::symlinkat(target, dirfd.as_fd(), name).map_err(|source| FsError::Symlinkat {
+        target: target.to_owned(),
+        dirfd: raw(dirfd),
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// `renameat(dirfd, from, dirfd, to)`: atomically replaces `to` (not a
+/// directory).
+pub fn renameat(dirfd: &impl AsFd, from: &str, to: &str) -> Result<(), FsError> {
+    nix::fcntl::renameat(dirfd.as_fd(), from, dirfd.as_fd(), to).map_err(|source| {
+        FsError::Renameat {
+            dirfd: raw(dirfd),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            source,
+        }
+    })
+}
+
+/// `unlinkat(dirfd, name, 0 | AT_REMOVEDIR)`.
+pub fn unlinkat(dirfd: &impl AsFd, name: &str, dir: bool) -> Result<(), FsError> {
+    let (flag, flags) = if dir {
+        (UnlinkatFlags::RemoveDir, "AT_REMOVEDIR")
+    } else {
+        (UnlinkatFlags::NoRemoveDir, "0")
+    };
+    nix::unistd::unlinkat(dirfd.as_fd(), name, flag).map_err(|source| FsError::Unlinkat {
+        dirfd: raw(dirfd),
+        name: name.to_owned(),
+        flags,
+        source,
+    })
+}
+
+/// `readlinkat(dirfd, name)`.
+pub fn readlinkat(dirfd: &impl AsFd, name: &str) -> Result<OsString, FsError> {
+    nix::fcntl::readlinkat(dirfd.as_fd(), name).map_err(|source| FsError::Readlinkat {
+        dirfd: raw(dirfd),
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
+pub fn lstatat(dirfd: &impl AsFd, name: &str) -> Result<FileStat, FsError> {
+    nix::sys::stat::fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|source| {
+        FsError::Fstatat {
+            dirfd: raw(dirfd),
+            name: name.to_owned(),
+            source,
+        }
+    })
+}
+
+/// `stat(path)` of a host path (follows symlinks).
+pub fn stat_host(path: &Path) -> Result<FileStat, FsError> {
+    nix::sys::stat::stat(path).map_err(|source| FsError::Stat {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `fstat(fd)` (works on `O_PATH` descriptors).
+pub fn fstat(fd: &impl AsFd) -> Result<FileStat, FsError> {
+    nix::sys::stat::fstatat(
+        fd.as_fd(),
+        "",
+        AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|source| FsError::Fstatat {
+        dirfd: raw(fd),
+        name: String::new(),
+        source,
+    })
+}
+
+/// The file system type (`f_type`) of the file behind `fd`.
+pub fn fs_type(fd: &impl AsFd) -> Result<FsType, FsError> {
+    fstatfs(fd.as_fd())
+        .map(|s| s.filesystem_type())
+        .map_err(|source| FsError::Fstatfs {
+            fd: raw(fd),
+            source,
+        })
+}
+
+/// True when `fd` is on a procfs.
+pub fn is_procfs(fd: &impl AsFd) -> Result<bool, FsError> {
+    Ok(fs_type(fd)? == PROC_SUPER_MAGIC)
+}
+
+/// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: changes the owner of the
+/// file behind an `O_PATH` descriptor.
+pub fn fchown(fd: &impl AsFd, uid: u32, gid: u32) -> Result<(), FsError> {
+    nix::unistd::fchownat(
+        fd.as_fd(),
+        "",
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|source| FsError::Fchown {
+        fd: raw(fd),
+        uid,
+        gid,
+        source,
+    })
+}
+
+/// `fchmodat2(2)`, the same number on every architecture the hook builds for.
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+/// Sets the mode of the file behind an `O_PATH` descriptor (which `fchmod`
+/// refuses): `fchmodat2(fd, "", mode, AT_EMPTY_PATH)` (Linux 6.6), else
+/// `chmod("/proc/self/fd/N")` after checking that `/proc/self/fd` is a real
+/// procfs.
+pub fn chmod_fd(fd: &impl AsFd, mode: u32) -> Result<(), FsError> {
+    let empty = c"";
+    // SAFETY: fchmodat2 takes (int dirfd, const char *path, mode_t mode,
+    // unsigned int flags); the path is a valid NUL-terminated string that
+    // outlives the call, and the descriptor is borrowed for its duration.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            raw(fd),
+            empty.as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let errno = Errno::last();
+    if !matches!(errno, Errno::ENOSYS | Errno::EINVAL) {
+        return Err(FsError::Fchmod {
+            fd: raw(fd),
+            mode,
+            source: errno,
+        });
+    }
+    // Older kernels: through the magic link, once /proc/self/fd is known to
+    // be procfs (not something mounted over it).
+    let dir = open_host(
+        Path::new("/proc/self/fd"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+    )?;
+    if !is_procfs(&dir)? {
+        return Err(FsError::NotProcfs {
+            fs_type: fs_type(&dir)?.0,
+        });
+    }
+    let link = format!("{}", raw(fd));
+    nix::sys::stat::fchmodat(
+        dir.as_fd(),
+        link.as_str(),
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|source| FsError::Fchmod {
+        fd: raw(fd),
+        mode,
+        source,
+    })
+}
+
+/// Writes `bytes` to a descriptor opened for writing, then closes it.
+pub fn write_all(fd: OwnedFd, bytes: &[u8]) -> Result<(), FsError> {
+    let n = fd.as_raw_fd();
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes).map_err(|source| FsError::Write {
+        fd: n,
+        len: bytes.len(),
+        source,
+    })
+}
