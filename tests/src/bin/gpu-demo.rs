@@ -1,18 +1,16 @@
 //! `gpu-demo`: runs a GPU container on the simulated host and shows what it
 //! sees. Started by `scripts/demo`.
 //!
-//! It generates a 4-GPU host, gives a real runc container GPUs 0 and 2
-//! through its `config.json` (device nodes, device-cgroup rules, the driver's
-//! files mounted read-only), refreshes the container's linker cache and runs
-//! the `nvidia-smi` stand-in inside it.
-use std::path::PathBuf;
+//! It generates a 4-GPU host, starts a real runc container whose
+//! `config.json` registers `nvidia-docker-hook` as its prestart hook and asks
+//! for GPUs 0 and 2 (`NVIDIA_VISIBLE_DEVICES=0,2`), and shows from inside:
+//! the device nodes, the driver files mounted read-only, the refreshed linker
+//! cache, `/proc/driver/nvidia/gpus`, and the `nvidia-smi` stand-in's output.
 use std::process::ExitCode;
 
 use anyhow::Context;
-use e2e::gpu::{library_dir, with_gpus, GpuAccess};
-use e2e::{runc_run, Bundle, CgroupVersion, Variant};
-use fixtures::driver_root::{generate, Options};
-use fixtures::host_desc::HostDescription;
+use e2e::hook::{lib_dir, SimHost};
+use e2e::{runc_run, Bundle, CgroupVersion, HookStage, Variant};
 
 fn main() -> ExitCode {
     match run() {
@@ -27,89 +25,49 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!(
-            "gpu-demo: run a GPU container on the simulated host (needs root and runc).\n\n\
-             Usage: gpu-demo [OUT_DIR]   (default: a temporary directory)\n\n\
-             Example:\n  sudo target/debug/gpu-demo /tmp/gpu-demo"
+            "gpu-demo: run a GPU container on the simulated host (needs root, runc and a\n\
+             workspace build).\n\n\
+             Usage: gpu-demo\n\n\
+             Example:\n  cargo build --workspace && sudo target/debug/gpu-demo"
         );
         return Ok(());
     }
-    let tmp = tempfile::tempdir().context("create a temporary directory")?;
-    let out = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-
-    let desc = HostDescription::synthetic(4, "535.104.05", "12.2");
-    let opts = Options {
-        overwrite: true,
-        ..Options::locate().context("build the workspace first: cargo build --workspace")?
-    };
-    let layout =
-        generate(&desc, &out.join("host"), &opts).context("generate the simulated host")?;
+    let host = SimHost::synthetic(4).context("generate the simulated host")?;
+    let desc = &host.desc;
     println!(
         "Simulated host: {} GPUs, driver {}, CUDA {}",
         desc.gpus.len(),
         desc.driver_version,
         desc.cuda_version
     );
-    println!("  driver root  {}", layout.driver_root.display());
-    println!("  dev root     {}", layout.dev_root.display());
-    println!("  NVML         {}", layout.nvml_lib.display());
+    println!("  driver root  {}", host.layout.driver_root.display());
+    println!("  dev root     {}", host.layout.dev_root.display());
 
     let variant = Variant::Debian;
-    let access = GpuAccess::allowed(&[0, 2]);
+    let lib = lib_dir(variant);
+    let libcuda = host.libcuda();
     let script = format!(
         "echo '$ ls -l /dev/nvidia*'; ls -l /dev/nvidia*; \
-         ldconfig {dir}; \
-         echo; echo '$ ldconfig -p | grep nvidia-ml'; ldconfig -p | grep nvidia-ml; \
+         echo; echo '# driver mounts, from /proc/mounts:'; grep -E 'nvidia|cuda' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1-4 | sort; \
+         echo; echo '$ ldconfig -p | grep -E \"libcuda|libnvidia-ml\"'; ldconfig -p | grep -E 'libcuda|libnvidia-ml'; \
+         echo; echo '$ ls /proc/driver/nvidia/gpus'; ls /proc/driver/nvidia/gpus; \
+         echo; echo '$ echo >> {lib}/{libcuda}'; {{ echo >> {lib}/{libcuda}; }} 2>&1; \
          echo; echo '$ nvidia-smi -L'; nvidia-smi -L; \
-         echo; echo '$ nvidia-smi'; nvidia-smi",
-        dir = library_dir(variant)
+         echo; echo '$ nvidia-smi'; nvidia-smi"
     );
-    let bundle = with_gpus(
-        Bundle::builder(variant).sh(&script),
-        variant,
-        &layout,
-        &access,
-    )
-    .build()
-    .context("write the bundle")?;
-    let config = bundle.config();
+    let bundle = Bundle::builder(variant)
+        .sh(&script)
+        .env("NVIDIA_VISIBLE_DEVICES", "0,2")
+        .env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+        .hook(HookStage::Prestart, &host.prestart_hook()?)
+        .build()
+        .context("write the bundle")?;
+    println!("\nContainer: {}", bundle.config_path().display());
     println!(
-        "\nContainer config.json ({}):",
-        bundle.config_path().display()
+        "  process.env  NVIDIA_VISIBLE_DEVICES=0,2 NVIDIA_DRIVER_CAPABILITIES=compute,utility"
     );
-    for dev in config["linux"]["devices"].as_array().into_iter().flatten() {
-        println!(
-            "  device  {} c {}:{}",
-            dev["path"].as_str().unwrap_or("?"),
-            dev["major"],
-            dev["minor"]
-        );
-    }
-    for rule in config["linux"]["resources"]["devices"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if rule["allow"] == true {
-            println!(
-                "  allow   c {}:{} {}",
-                rule["major"],
-                rule["minor"],
-                rule["access"].as_str().unwrap_or("")
-            );
-        }
-    }
-    let binds = config["mounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["type"] == "bind")
-        .count();
-    println!("  mounts  {binds} driver files, read-only");
-
-    println!("\nrunc run (cgroup v1), GPUs 0 and 2 of 4:\n");
+    println!("  hooks        prestart: nvidia-docker-hook prestart");
+    println!("\nrunc run (cgroup v1):\n");
     let run = runc_run(&bundle, CgroupVersion::V1).context("run the container")?;
     print!("{}", run.stdout);
     if !run.status.success() {
