@@ -13,5 +13,6 @@ pub mod cmd;
 pub mod host;
 pub mod logfmt;
 pub mod plugin;
+pub mod setup;
 pub mod shim;
 pub mod v1;

@@ -6,3 +6,4 @@ mod support;
 
 mod golden;
 mod plugin;
+mod setup;

@@ -34,6 +34,8 @@ enum Command {
     Inventory(cmd::inventory::InventoryArgs),
     /// Apply the GPU plan to the container whose state is on stdin.
     Prestart(cmd::prestart::PrestartArgs),
+    /// Finish a container whose spec already has its GPUs (OCI createContainer).
+    CreateContainer(cmd::create_container::CreateContainerArgs),
     /// Accepted and ignored (OCI poststart).
     Poststart,
     /// Accepted and ignored (OCI poststop).
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Inventory(args) => cmd::inventory::run(cli.config.as_deref(), args),
         Command::Prestart(args) => cmd::prestart::run(cli.config.as_deref(), args),
+        Command::CreateContainer(args) => cmd::create_container::run(cli.config.as_deref(), args),
         Command::Poststart | Command::Poststop => Ok(()),
     };
     exit(result)

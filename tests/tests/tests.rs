@@ -6,6 +6,11 @@
 //! `e2e::prereq`. Run one suite with a filter:
 //! `cargo test -p e2e --test integration runc::`.
 
+mod config_bench;
+mod config_common;
+mod config_docker;
+mod config_podman;
+mod config_runc;
 mod docker;
 mod hook_bench;
 mod hook_docker;

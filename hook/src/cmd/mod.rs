@@ -1,3 +1,4 @@
 //! One file per subcommand of `nvidia-docker-hook`.
+pub mod create_container;
 pub mod inventory;
 pub mod prestart;

@@ -1,0 +1,448 @@
+//! A CDI spec (container-device-interface `SPEC.md`) generated from the
+//! inventory with `rules::plan`, so that Podman, CRI-O, containerd or
+//! Docker 25+ give a container exactly what the hook would.
+//!
+//! - **Devices**, in inventory order: each GPU by index (`0`) and by UUID
+//!   (`GPU-...`), each MIG device by `<gpu>:<mig>` and by its `MIG-...`
+//!   UUID, then `all`. A device's edits are the device nodes its plan has
+//!   beyond the common ones (`/dev/nvidia<minor>`, MIG capability nodes).
+//! - **Common edits** (applied when any device of the spec is requested),
+//!   from the plan of `all` with every supported capability: the control
+//!   nodes, every driver bind mount (`rbind,rprivate` and the plan's
+//!   `ro,nosuid,nodev` / `nosuid,nodev,noexec`), the plan's environment plus
+//!   `NVIDIA_VISIBLE_DEVICES=void`, and one `createContainer` hook: the
+//!   hook's `create-container` mode with the plan's symlinks, linker-cache
+//!   directories and `/proc/driver/nvidia` masking, with an explicit `env`
+//!   and a timeout.
+//! - Device nodes carry `permissions: "rw"` (the runtime adds exactly that
+//!   allow rule) and, when the configured dev root is not `/dev`, a
+//!   `hostPath`.
+//!
+//! Decisions:
+//! - `NVIDIA_VISIBLE_DEVICES=void` (as NVIDIA's generator does): CUDA
+//!   images set `NVIDIA_VISIBLE_DEVICES=all`, and a prestart hook
+//!   registered as well (hooks.d, `--gpus`) would then add every GPU on top
+//!   of the CDI selection; `void` makes it a no-op.
+//! - `/proc/driver/nvidia` is masked with every GPU kept: hooks of separate
+//!   devices cannot be merged into one selection, so the mask only rewrites
+//!   `params` (`ModifyDeviceFiles: 0`) and makes the directory read-only.
+//!   For the same reason the graphics application profile is left out.
+//! - Library destinations follow one rootfs flavour (default: the driver
+//!   root's own, like NVIDIA's "same path as on the host"); the hook's
+//!   linker-cache step lists those directories and every flavour's system
+//!   library directories ([`system_lib_dirs`]), so any image finds the
+//!   driver and keeps its own libraries.
+//! - `cdiVersion` is the minimum its fields need ([`min_version`]):
+//!   0.5.0 with index names (a name may start with a digit since 0.5.0).
+//! - Bytes are deterministic: the same inventory gives the same spec.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rules::{DeviceNode, Env, Inventory, MountOp, NodeRole, Plan, Refusal, Request, RootfsFlavor};
+use serde::Serialize;
+
+use hook::runtime::fixups::Fixups;
+
+/// Where a static spec goes.
+pub const STATIC_DIR: &str = "/etc/cdi";
+/// Where a generated-at-boot spec goes.
+pub const DYNAMIC_DIR: &str = "/var/run/cdi";
+
+/// The spec could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum CdiError {
+    /// The plan for one device name was refused (a host the rules cannot
+    /// serve, e.g. an inconsistent inventory).
+    #[error("cannot plan CDI device {name:?}")]
+    Plan {
+        /// The device name.
+        name: String,
+        /// The refusal.
+        #[source]
+        source: Box<Refusal>,
+    },
+    /// `vendor/class` is not a valid CDI kind.
+    #[error("invalid CDI kind {kind:?}: the vendor is a DNS name (letters, digits, '-', '.'), the class letters, digits, '-' or '_', each starting with a letter")]
+    Kind {
+        /// `vendor/class`.
+        kind: String,
+    },
+}
+
+/// How to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdiOptions {
+    /// `nvidia.com`.
+    pub vendor: String,
+    /// `gpu`.
+    pub class: String,
+    /// The hook binary.
+    pub hook_path: PathBuf,
+    /// The hook's environment (`PATH` and the host roots).
+    pub hook_env: Vec<String>,
+    /// Where libraries go in the container.
+    pub flavor: RootfsFlavor,
+    /// Where the host's device nodes are (`/dev`).
+    pub dev_root: PathBuf,
+}
+
+/// A CDI spec (the fields this generator uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    /// The minimum version its fields need.
+    pub cdi_version: String,
+    /// `vendor/class`.
+    pub kind: String,
+    /// The devices.
+    pub devices: Vec<Device>,
+    /// Edits for any device of the spec.
+    pub container_edits: ContainerEdits,
+}
+
+/// A named device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// `0`, `GPU-...`, `all`.
+    pub name: String,
+    /// Its own edits.
+    pub container_edits: ContainerEdits,
+}
+
+/// `containerEdits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerEdits {
+    /// `K=V`, appended to the container's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Device nodes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_nodes: Vec<CdiDeviceNode>,
+    /// Mounts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<CdiMount>,
+    /// Hooks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<CdiHook>,
+}
+
+/// `deviceNodes[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdiDeviceNode {
+    /// In the container.
+    pub path: String,
+    /// On the host, when not `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    /// `c`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Mode bits.
+    pub file_mode: u32,
+    /// `rw`.
+    pub permissions: String,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// `mounts[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdiMount {
+    /// On the host.
+    pub host_path: String,
+    /// In the container.
+    pub container_path: String,
+    /// `bind`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Mount options.
+    pub options: Vec<String>,
+}
+
+/// `hooks[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdiHook {
+    /// `createContainer`.
+    pub hook_name: String,
+    /// The binary.
+    pub path: String,
+    /// argv.
+    pub args: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<String>,
+    /// Seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+}
+
+/// `vendor/class` checked against CDI's name rules.
+fn kind(vendor: &str, class: &str) -> Result<String, CdiError> {
+    let kind = format!("{vendor}/{class}");
+    let starts_alpha = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    let ends_alnum = |s: &str| s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    let vendor_ok = starts_alpha(vendor)
+        && ends_alnum(vendor)
+        && vendor
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let class_ok = starts_alpha(class)
+        && ends_alnum(class)
+        && class
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if vendor_ok && class_ok {
+        Ok(kind)
+    } else {
+        Err(CdiError::Kind { kind })
+    }
+}
+
+fn request(name: &str, flavor: RootfsFlavor, cfg: &rules::Config) -> Result<Request, Refusal> {
+    let env = Env::from_pairs([
+        ("NVIDIA_VISIBLE_DEVICES", name),
+        ("NVIDIA_DRIVER_CAPABILITIES", "all"),
+    ]);
+    Request::from_container(&env, &BTreeMap::new(), true, flavor, cfg)
+}
+
+fn plan_for(
+    inv: &Inventory,
+    name: &str,
+    opts: &CdiOptions,
+    cfg: &rules::Config,
+) -> Result<Plan, CdiError> {
+    let plan_err = |source| CdiError::Plan {
+        name: name.to_owned(),
+        source: Box::new(source),
+    };
+    let req = request(name, opts.flavor, cfg).map_err(plan_err)?;
+    rules::plan(inv, &req, cfg).map_err(plan_err)
+}
+
+fn is_device_specific(n: &DeviceNode) -> bool {
+    matches!(n.role, NodeRole::Gpu { .. } | NodeRole::MigCap { .. })
+}
+
+fn node(n: &DeviceNode, dev_root: &Path) -> CdiDeviceNode {
+    let host = if dev_root == Path::new("/dev") {
+        None
+    } else {
+        let rest = n
+            .path
+            .as_str()
+            .strip_prefix("/dev/")
+            .unwrap_or(n.path.as_str());
+        Some(dev_root.join(rest).to_string_lossy().into_owned())
+    };
+    CdiDeviceNode {
+        path: n.path.to_string(),
+        host_path: host,
+        kind: n.kind.as_str().to_owned(),
+        major: n.major,
+        minor: n.minor,
+        file_mode: n.mode,
+        permissions: "rw".to_owned(),
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn mount(m: &MountOp) -> CdiMount {
+    let mut options = vec!["rbind".to_owned(), "rprivate".to_owned()];
+    options.extend(m.flags.options().into_iter().map(str::to_owned));
+    CdiMount {
+        host_path: m.source.to_string(),
+        container_path: m.destination.to_string(),
+        kind: Some("bind".to_owned()),
+        options,
+    }
+}
+
+/// The 64-bit system library directories of every rootfs flavour. A CDI
+/// spec does not know its image, and the host's `ldconfig` trusts only its
+/// own distribution's directories (Debian's does not read `/usr/lib64`), so
+/// the linker-cache step lists them all; the hook keeps those that exist in
+/// the image.
+pub fn system_lib_dirs(machine: rules::Machine) -> Vec<String> {
+    let multiarch =
+        rules::files::library_dir(RootfsFlavor::DebianLike, machine, rules::ElfClass::Elf64)
+            .unwrap_or("/usr/lib/x86_64-linux-gnu");
+    vec![
+        multiarch.trim_start_matches("/usr").to_owned(),
+        multiarch.to_owned(),
+        "/lib64".to_owned(),
+        "/usr/lib64".to_owned(),
+    ]
+}
+
+/// The device names of `inv`, in spec order.
+pub fn device_names(inv: &Inventory) -> Vec<String> {
+    let mut names = Vec::new();
+    for g in &inv.gpus {
+        names.push(g.index.to_string());
+        names.push(g.uuid.clone());
+        for m in &g.mig {
+            names.push(format!("{}:{}", g.index, m.index));
+            names.push(m.uuid.clone());
+        }
+    }
+    names.push("all".to_owned());
+    names
+}
+
+/// Generates the spec (module docs).
+pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Result<Spec, CdiError> {
+    let kind = kind(&opts.vendor, &opts.class)?;
+    let all = plan_for(inv, "all", opts, cfg)?;
+    let mut env: Vec<String> = all.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.push("NVIDIA_VISIBLE_DEVICES=void".to_owned());
+    let mut common = ContainerEdits {
+        env,
+        device_nodes: all
+            .device_nodes
+            .iter()
+            .filter(|n| !is_device_specific(n))
+            .map(|n| node(n, &opts.dev_root))
+            .collect(),
+        mounts: all.mounts.iter().map(mount).collect(),
+        hooks: Vec::new(),
+    };
+    let mut ldconfig_dirs = all.ldconfig_dirs.clone();
+    for dir in system_lib_dirs(inv.machine) {
+        if let Ok(dir) = rules::ContainerPath::new(dir) {
+            if !ldconfig_dirs.contains(&dir) {
+                ldconfig_dirs.push(dir);
+            }
+        }
+    }
+    let fixups = Fixups {
+        symlinks: all.symlinks.clone(),
+        ldconfig_dirs,
+        proc_mask: all.proc_mask.clone(),
+        app_profile: None,
+        debug: false,
+    };
+    if let Some(entry) = hook::runtime::hook_entry(&fixups, &opts.hook_path, &opts.hook_env) {
+        common.hooks.push(CdiHook {
+            hook_name: "createContainer".to_owned(),
+            path: entry.path,
+            args: entry.args,
+            env: entry.env,
+            timeout: Some(entry.timeout),
+        });
+    }
+    let mut devices = Vec::new();
+    for name in device_names(inv) {
+        let plan = if name == "all" {
+            all.clone()
+        } else {
+            plan_for(inv, &name, opts, cfg)?
+        };
+        devices.push(Device {
+            name,
+            container_edits: ContainerEdits {
+                device_nodes: plan
+                    .device_nodes
+                    .iter()
+                    .filter(|n| is_device_specific(n))
+                    .map(|n| node(n, &opts.dev_root))
+                    .collect(),
+                ..ContainerEdits::default()
+            },
+        });
+    }
+    let mut spec = Spec {
+        cdi_version: String::new(),
+        kind,
+        devices,
+        container_edits: common,
+    };
+    spec.cdi_version = min_version(&spec).to_owned();
+    Ok(spec)
+}
+
+/// The lowest `cdiVersion` whose loader accepts `spec` (the CDI library's
+/// `MinimumRequiredVersion` rules for the fields this generator uses):
+/// 0.3.0 base; 0.4.0 for a mount `type`; 0.5.0 for a `hostPath` or a
+/// device name not starting with a letter; 0.6.0 for a `.` in the class.
+pub fn min_version(spec: &Spec) -> &'static str {
+    let edits = spec
+        .devices
+        .iter()
+        .map(|d| &d.container_edits)
+        .chain(std::iter::once(&spec.container_edits));
+    let class_dot = spec
+        .kind
+        .split_once('/')
+        .is_some_and(|(_, c)| c.contains('.'));
+    let mut v050 = spec
+        .devices
+        .iter()
+        .any(|d| !d.name.starts_with(|c: char| c.is_ascii_alphabetic()));
+    let mut v040 = false;
+    for e in edits {
+        v050 |= e.device_nodes.iter().any(|n| n.host_path.is_some());
+        v040 |= e.mounts.iter().any(|m| m.kind.is_some());
+    }
+    if class_dot {
+        "0.6.0"
+    } else if v050 {
+        "0.5.0"
+    } else if v040 {
+        "0.4.0"
+    } else {
+        "0.3.0"
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// `spec` as text.
+pub fn render(spec: &Spec, format: Format) -> String {
+    // Through an ordered document: the struct's field order is kept.
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    let doc: super::doc::Doc = serde_json::from_str(&text).unwrap_or(super::doc::Doc::Null);
+    match format {
+        Format::Json => doc.to_json_pretty(),
+        Format::Yaml => doc.to_yaml(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind("nvidia.com", "gpu").unwrap(), "nvidia.com/gpu");
+        assert!(kind("e2e-1-2.example.com", "gpu").is_ok());
+        for (v, c) in [
+            ("", "gpu"),
+            ("-x.com", "gpu"),
+            ("x.com", "g/pu"),
+            ("x.com", ""),
+        ] {
+            assert!(kind(v, c).is_err(), "{v}/{c}");
+        }
+    }
+}

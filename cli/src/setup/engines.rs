@@ -1,0 +1,319 @@
+//! containerd and CRI-O: the wrapper as a runtime, merged into their TOML
+//! with `toml_edit`, so comments, order and every other key stay.
+//!
+//! **containerd** (`/etc/containerd/config.toml`), by config version (the
+//! file's `version`; a file without one is version 1; a new file gets
+//! version 2 unless asked otherwise):
+//!
+//! | version | containerd | CRI plugin table |
+//! |---|---|---|
+//! | 1 | 1.x, old layout | `plugins.cri` |
+//! | 2 | 1.x | `plugins."io.containerd.grpc.v1.cri"` |
+//! | 3 | 2.x | `plugins."io.containerd.cri.v1.runtime"` |
+//!
+//! `<plugin>.containerd.runtimes.<name>` starts as a copy of the `runc`
+//! entry when there is one (its `SystemdCgroup` and the like carry over),
+//! else `runtime_type = "io.containerd.runc.v2"`; then
+//! `options.BinaryName` is the wrapper. On request
+//! `<plugin>.containerd.default_runtime_name` and `<plugin>.enable_cdi`.
+//!
+//! **CRI-O** (drop-in `/etc/crio/crio.conf.d/99-nvidia.toml`):
+//! `crio.runtime.runtimes.<name>` with `runtime_path` and
+//! `runtime_type = "oci"`; on request `crio.runtime.default_runtime`.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use toml_edit::{value, DocumentMut, Item, Table, TableLike};
+
+/// containerd's configuration file.
+pub const DEFAULT_CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+/// The CRI-O drop-in.
+pub const DEFAULT_CRIO_CONFIG: &str = "/etc/crio/crio.conf.d/99-nvidia.toml";
+
+/// The existing TOML cannot be merged into.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Not TOML.
+    #[error("cannot update {}: it is not valid TOML (line {line}: {message}): fix or remove it first", path.display())]
+    NotToml {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The parser's message, on one line.
+        message: String,
+    },
+    /// A key to edit holds something other than a table.
+    #[error("cannot update {}: {key} is not a table: fix or remove it first", path.display())]
+    NotTable {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key.
+        key: String,
+    },
+    /// An unknown containerd config version.
+    #[error("cannot update {}: containerd config version {version} is not 1, 2 or 3", path.display())]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version found or asked for.
+        version: i64,
+    },
+}
+
+/// What to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// The runtime's name.
+    pub runtime_name: String,
+    /// The wrapper's path.
+    pub runtime_path: String,
+    /// Make it the default runtime.
+    pub set_default: bool,
+    /// Turn on CDI (containerd only).
+    pub cdi: bool,
+}
+
+fn parse(path: &Path, existing: Option<&str>) -> Result<DocumentMut, EngineError> {
+    let text = existing.unwrap_or("");
+    text.parse::<DocumentMut>().map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1)
+            .unwrap_or(1);
+        EngineError::NotToml {
+            path: path.to_path_buf(),
+            line,
+            message: e.message().replace('\n', " ").trim().to_owned(),
+        }
+    })
+}
+
+/// `key` in `parent` as a table, created (implicit: no header of its own)
+/// when absent.
+fn table<'a>(
+    parent: &'a mut dyn TableLike,
+    key: &str,
+    dotted: &str,
+    path: &Path,
+) -> Result<&'a mut dyn TableLike, EngineError> {
+    if parent.get(key).is_none() {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        parent.insert(key, Item::Table(t));
+    }
+    parent
+        .get_mut(key)
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| EngineError::NotTable {
+            path: path.to_path_buf(),
+            key: dotted.to_owned(),
+        })
+}
+
+fn finish(existing: Option<&str>, doc: &DocumentMut) -> String {
+    let out = doc.to_string();
+    match existing {
+        // Unchanged content keeps its exact bytes.
+        Some(text) if text == out => text.to_owned(),
+        _ => out,
+    }
+}
+
+/// The CRI plugin table name of containerd config `version`.
+pub fn cri_plugin(version: i64) -> Option<&'static str> {
+    match version {
+        1 => Some("cri"),
+        2 => Some("io.containerd.grpc.v1.cri"),
+        3 => Some("io.containerd.cri.v1.runtime"),
+        _ => None,
+    }
+}
+
+/// The new content of containerd's `path` (module docs). `version`
+/// overrides the file's.
+pub fn merge_containerd(
+    path: &Path,
+    existing: Option<&str>,
+    version: Option<i64>,
+    opts: &RuntimeOptions,
+) -> Result<String, EngineError> {
+    let mut doc = parse(path, existing)?;
+    let empty = doc.as_table().is_empty();
+    let found = doc.get("version").and_then(Item::as_integer);
+    let version = version.or(found).unwrap_or(if empty { 2 } else { 1 });
+    let plugin = cri_plugin(version).ok_or_else(|| EngineError::Version {
+        path: path.to_path_buf(),
+        version,
+    })?;
+    // A file without `version` is version 1: it stays without one then.
+    if found != Some(version) && (empty || found.is_some() || version != 1) {
+        doc.insert("version", value(version));
+    }
+    let p = |rest: &str| format!("plugins.{plugin:?}{rest}");
+    let plugins = table(doc.as_table_mut(), "plugins", "plugins", path)?;
+    let cri = table(plugins, plugin, &p(""), path)?;
+    if opts.cdi {
+        cri.insert("enable_cdi", value(true));
+    }
+    let containerd = table(cri, "containerd", &p(".containerd"), path)?;
+    if opts.set_default {
+        containerd.insert("default_runtime_name", value(opts.runtime_name.as_str()));
+    }
+    let runtimes = table(containerd, "runtimes", &p(".containerd.runtimes"), path)?;
+    if runtimes.get(&opts.runtime_name).is_none() {
+        let base = runtimes
+            .get("runc")
+            .and_then(Item::as_table)
+            .cloned()
+            .map(|mut t| {
+                t.set_implicit(false);
+                t.set_position(None);
+                t
+            })
+            .unwrap_or_else(|| {
+                let mut t = Table::new();
+                t.insert("runtime_type", value("io.containerd.runc.v2"));
+                t
+            });
+        runtimes.insert(&opts.runtime_name, Item::Table(base));
+    }
+    let dotted = p(&format!(".containerd.runtimes.{:?}", opts.runtime_name));
+    let runtime = table(runtimes, &opts.runtime_name, &dotted, path)?;
+    let options = table(runtime, "options", &format!("{dotted}.options"), path)?;
+    options.insert("BinaryName", value(opts.runtime_path.as_str()));
+    Ok(finish(existing, &doc))
+}
+
+/// The new content of the CRI-O drop-in `path` (module docs).
+pub fn merge_crio(
+    path: &Path,
+    existing: Option<&str>,
+    opts: &RuntimeOptions,
+) -> Result<String, EngineError> {
+    let mut doc = parse(path, existing)?;
+    let crio = table(doc.as_table_mut(), "crio", "crio", path)?;
+    let rt = table(crio, "runtime", "crio.runtime", path)?;
+    if opts.set_default {
+        rt.insert("default_runtime", value(opts.runtime_name.as_str()));
+    }
+    let runtimes = table(rt, "runtimes", "crio.runtime.runtimes", path)?;
+    let dotted = format!("crio.runtime.runtimes.{:?}", opts.runtime_name);
+    let runtime = table(runtimes, &opts.runtime_name, &dotted, path)?;
+    runtime.insert("runtime_path", value(opts.runtime_path.as_str()));
+    runtime.insert("runtime_type", value("oci"));
+    Ok(finish(existing, &doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> RuntimeOptions {
+        RuntimeOptions {
+            runtime_name: "nvidia".into(),
+            runtime_path: "/usr/bin/nvidia-docker-runtime".into(),
+            set_default: false,
+            cdi: false,
+        }
+    }
+
+    #[test]
+    fn containerd_new_file_is_version_2() {
+        let out = merge_containerd(Path::new("/c.toml"), None, None, &opts()).unwrap();
+        assert_eq!(
+            out,
+            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\nBinaryName = \"/usr/bin/nvidia-docker-runtime\"\n"
+        );
+        assert_eq!(
+            merge_containerd(Path::new("/c.toml"), Some(&out), None, &opts()).unwrap(),
+            out
+        );
+    }
+
+    #[test]
+    fn containerd_copies_runc_and_keeps_comments() {
+        let existing = "# managed by hand\nversion = 3\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]\n    SystemdCgroup = true # keep\n";
+        let o = RuntimeOptions {
+            set_default: true,
+            cdi: true,
+            ..opts()
+        };
+        let out = merge_containerd(Path::new("/c.toml"), Some(existing), None, &o).unwrap();
+        assert!(out.starts_with("# managed by hand\nversion = 3\n"), "{out}");
+        assert!(out.contains("SystemdCgroup = true # keep"), "{out}");
+        let v: toml_edit::DocumentMut = out.parse().unwrap();
+        let cri = &v["plugins"]["io.containerd.cri.v1.runtime"];
+        assert_eq!(cri["enable_cdi"].as_bool(), Some(true));
+        assert_eq!(
+            cri["containerd"]["default_runtime_name"].as_str(),
+            Some("nvidia")
+        );
+        let nv = &cri["containerd"]["runtimes"]["nvidia"];
+        assert_eq!(nv["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+        assert_eq!(nv["options"]["SystemdCgroup"].as_bool(), Some(true));
+        assert_eq!(
+            nv["options"]["BinaryName"].as_str(),
+            Some("/usr/bin/nvidia-docker-runtime")
+        );
+        assert_eq!(
+            merge_containerd(Path::new("/c.toml"), Some(&out), None, &o).unwrap(),
+            out
+        );
+    }
+
+    #[test]
+    fn containerd_versions() {
+        let v1 = merge_containerd(Path::new("/c"), Some("root = \"/x\"\n"), None, &opts()).unwrap();
+        assert!(
+            v1.contains("[plugins.cri.containerd.runtimes.nvidia]"),
+            "{v1}"
+        );
+        assert!(!v1.contains("version"), "{v1}");
+        let err = merge_containerd(Path::new("/c"), None, Some(4), &opts()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot update /c: containerd config version 4 is not 1, 2 or 3"
+        );
+        let err = merge_containerd(Path::new("/c"), Some("a = [\n"), None, &opts()).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot update /c: it is not valid TOML (line "));
+        let err = merge_containerd(
+            Path::new("/c"),
+            Some("version = 2\nplugins = 1\n"),
+            None,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot update /c: plugins is not a table: fix or remove it first"
+        );
+    }
+
+    #[test]
+    fn crio_drop_in() {
+        let o = RuntimeOptions {
+            set_default: true,
+            ..opts()
+        };
+        let out = merge_crio(Path::new("/d.toml"), None, &o).unwrap();
+        let v: toml_edit::DocumentMut = out.parse().unwrap();
+        assert_eq!(
+            v["crio"]["runtime"]["default_runtime"].as_str(),
+            Some("nvidia")
+        );
+        let nv = &v["crio"]["runtime"]["runtimes"]["nvidia"];
+        assert_eq!(
+            nv["runtime_path"].as_str(),
+            Some("/usr/bin/nvidia-docker-runtime")
+        );
+        assert_eq!(nv["runtime_type"].as_str(), Some("oci"));
+        assert_eq!(
+            merge_crio(Path::new("/d.toml"), Some(&out), &o).unwrap(),
+            out
+        );
+    }
+}

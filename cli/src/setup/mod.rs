@@ -1,0 +1,401 @@
+//! `nvidia-docker setup ...`: the GPU plan rendered as configuration for
+//! container engines, printed, diffed (`--dry-run`) or installed
+//! (`--write`).
+//!
+//! | subcommand | file (default) | module |
+//! |---|---|---|
+//! | `docker` | `/etc/docker/daemon.json`: `runtimes.nvidia`, `default-runtime`, `features.cdi` | [`docker`] |
+//! | `containerd` | `/etc/containerd/config.toml` (config versions 1, 2, 3) | [`engines`] |
+//! | `crio` | `/etc/crio/crio.conf.d/99-nvidia.toml` | [`engines`] |
+//! | `hooks` | `/usr/share/containers/oci/hooks.d/oci-nvidia-docker-hook.json` | [`hooks`] |
+//! | `cdi` | stdout, or `/etc/cdi/nvidia.yaml` (`--dynamic`: `/var/run/cdi`) | [`cdi`] |
+//!
+//! Without `--write` the would-be file is printed (a merge shows the whole
+//! merged file). `--dry-run` prints a unified diff against the file on
+//! disk instead. `--write` installs it ([`install`]): nothing is written
+//! when the content is already there, otherwise the old file is kept as
+//! `<file>.bak-<timestamp>` and the new one renamed into place. An
+//! existing file that cannot be parsed is refused with its position and
+//! left untouched. Engines are not restarted: the line printed after a
+//! write says what to restart.
+//!
+//! The hook paths and the hook `env` written into hooks.d and CDI files
+//! are the installed binaries' and `PATH` plus the `NVIDIA_DOCKER_*` host
+//! roots set in `setup`'s own environment (so a simulated host is carried
+//! into the hook); nothing else of the environment is copied.
+#![forbid(unsafe_code)]
+
+pub mod cdi;
+pub mod doc;
+pub mod docker;
+pub mod engines;
+pub mod hooks;
+pub mod install;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rules::RootfsFlavor;
+
+/// The runc wrapper, installed.
+pub const DEFAULT_RUNTIME_PATH: &str = "/usr/bin/nvidia-docker-runtime";
+/// The hook, installed.
+pub const DEFAULT_HOOK_PATH: &str = hook::runtime::DEFAULT_HOOK_PATH;
+
+/// Write GPU support into container engines' configuration.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    nvidia-docker setup docker --write            # register the runtime, back up daemon.json\n  \
+    nvidia-docker setup docker --set-as-default --dry-run\n  \
+    nvidia-docker setup containerd --config-version 3 --write\n  \
+    nvidia-docker setup hooks --write             # Podman / CRI-O prestart hook\n  \
+    nvidia-docker setup cdi --write               # /etc/cdi/nvidia.yaml\n  \
+    podman run --device nvidia.com/gpu=0 ...")]
+pub struct SetupArgs {
+    /// What to configure.
+    #[command(subcommand)]
+    pub target: Target,
+}
+
+/// The engines and files `setup` writes.
+#[derive(Debug, Subcommand)]
+pub enum Target {
+    /// Docker: daemon.json runtimes (docker run --runtime=nvidia).
+    Docker(DockerArgs),
+    /// containerd: the CRI plugin's runtime entry (BinaryName = the wrapper).
+    Containerd(ContainerdArgs),
+    /// CRI-O: a runtime drop-in.
+    Crio(CrioArgs),
+    /// Podman / CRI-O: the hooks.d file for the prestart hook.
+    Hooks(HooksArgs),
+    /// A CDI spec: nvidia.com/gpu=<index>|<uuid>|all.
+    Cdi(CdiArgs),
+}
+
+/// Printing, diffing or installing.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Output {
+    /// Install the file (idempotent; backs up what it replaces).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub write: bool,
+    /// Print the unified diff --write would apply, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The runtime entry.
+#[derive(Debug, Args, Clone)]
+pub struct RuntimeEntry {
+    /// The runtime's name.
+    #[arg(long, default_value = "nvidia", value_name = "NAME")]
+    pub runtime_name: String,
+    /// The runc wrapper to register.
+    #[arg(long, default_value = DEFAULT_RUNTIME_PATH, value_name = "PATH")]
+    pub runtime_path: String,
+    /// Also make it the default runtime.
+    #[arg(long)]
+    pub set_as_default: bool,
+}
+
+/// `setup docker`.
+#[derive(Debug, Args)]
+pub struct DockerArgs {
+    /// The daemon.json to update.
+    #[arg(long, default_value = docker::DEFAULT_DAEMON_JSON, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeEntry,
+    /// Also turn on Docker's CDI support (features.cdi).
+    #[arg(long)]
+    pub cdi: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `setup containerd`.
+#[derive(Debug, Args)]
+pub struct ContainerdArgs {
+    /// The config.toml to update.
+    #[arg(long, default_value = engines::DEFAULT_CONTAINERD_CONFIG, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Config layout (1, 2: containerd 1.x; 3: containerd 2.x); default: the file's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=3))]
+    pub config_version: Option<i64>,
+    #[command(flatten)]
+    pub runtime: RuntimeEntry,
+    /// Also set enable_cdi.
+    #[arg(long)]
+    pub cdi: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `setup crio`.
+#[derive(Debug, Args)]
+pub struct CrioArgs {
+    /// The drop-in to write.
+    #[arg(long, default_value = engines::DEFAULT_CRIO_CONFIG, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeEntry,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `setup hooks`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "hooks.d `when` cannot see a container's environment: `always` (default) \
+runs the hook for every container and the hook decides from NVIDIA_VISIBLE_DEVICES itself (one \
+config.json read for a non-GPU container); `annotations` runs it only for containers annotated \
+com.nvidia.volumes.needed, and ignores GPU requests made by environment alone."
+)]
+pub struct HooksArgs {
+    /// The hooks.d file.
+    #[arg(long, default_value = hooks::DEFAULT_HOOKS_FILE, value_name = "FILE")]
+    pub output_file: PathBuf,
+    /// The hook binary.
+    #[arg(long, default_value = DEFAULT_HOOK_PATH, value_name = "PATH")]
+    pub hook_path: String,
+    /// Which containers run the hook.
+    #[arg(long, value_enum, default_value_t = hooks::When::Always)]
+    pub when: hooks::When,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// Rootfs flavours for `--rootfs-flavor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavor {
+    /// /usr/lib/<triplet> (Debian, Ubuntu).
+    Debian,
+    /// /usr/lib64 (RHEL, Fedora, SUSE).
+    Lib64,
+    /// /usr/lib64 and /usr/lib32 (Arch).
+    Lib64Lib32,
+}
+
+impl From<Flavor> for RootfsFlavor {
+    fn from(f: Flavor) -> RootfsFlavor {
+        match f {
+            Flavor::Debian => RootfsFlavor::DebianLike,
+            Flavor::Lib64 => RootfsFlavor::Lib64,
+            Flavor::Lib64Lib32 => RootfsFlavor::Lib64Lib32,
+        }
+    }
+}
+
+/// `setup cdi`.
+#[derive(Debug, Args)]
+pub struct CdiArgs {
+    /// Write the spec to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+    /// With --write: /var/run/cdi instead of /etc/cdi.
+    #[arg(long)]
+    pub dynamic: bool,
+    /// yaml or json (default: from the file name, else yaml).
+    #[arg(long, value_enum)]
+    pub format: Option<cdi::Format>,
+    /// The kind's vendor.
+    #[arg(long, default_value = "nvidia.com")]
+    pub vendor: String,
+    /// The kind's class.
+    #[arg(long, default_value = "gpu")]
+    pub class: String,
+    /// The hook binary.
+    #[arg(long, default_value = DEFAULT_HOOK_PATH, value_name = "PATH")]
+    pub hook_path: PathBuf,
+    /// Library directories in the container (default: the driver root's own layout).
+    #[arg(long, value_enum)]
+    pub rootfs_flavor: Option<Flavor>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// Runs `setup` with the process's environment, stdout and stderr.
+pub fn run(args: &SetupArgs) -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    run_with(
+        args,
+        &env,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+}
+
+/// Runs `setup`: generated files and diffs go to `out`, what was done to
+/// `note`; `env` is the environment (configuration, host roots,
+/// `NVIDIA_DOCKER_INVENTORY`).
+pub fn run_with(
+    args: &SetupArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match &args.target {
+        Target::Docker(a) => {
+            let opts = docker::DockerOptions {
+                runtime_name: a.runtime.runtime_name.clone(),
+                runtime_path: a.runtime.runtime_path.clone(),
+                set_default: a.runtime.set_as_default,
+                cdi: a.cdi,
+            };
+            let path = &a.config;
+            merge_file(path, &a.output, out, note, "restart dockerd", |old| {
+                Ok(docker::merge(path, old, &opts)?)
+            })
+        }
+        Target::Containerd(a) => {
+            let opts = engine_options(&a.runtime, a.cdi);
+            let path = &a.config;
+            merge_file(path, &a.output, out, note, "restart containerd", |old| {
+                Ok(engines::merge_containerd(
+                    path,
+                    old,
+                    a.config_version,
+                    &opts,
+                )?)
+            })
+        }
+        Target::Crio(a) => {
+            let opts = engine_options(&a.runtime, false);
+            let path = &a.config;
+            merge_file(path, &a.output, out, note, "restart crio", |old| {
+                Ok(engines::merge_crio(path, old, &opts)?)
+            })
+        }
+        Target::Hooks(a) => {
+            let text = hooks::render(&a.hook_path, &hook::runtime::hook_env(env), a.when);
+            merge_file(
+                &a.output_file,
+                &a.output,
+                out,
+                note,
+                "new containers use it",
+                |_| Ok(text.clone()),
+            )
+        }
+        Target::Cdi(a) => run_cdi(a, env, out, note),
+    }
+}
+
+fn engine_options(r: &RuntimeEntry, cdi: bool) -> engines::RuntimeOptions {
+    engines::RuntimeOptions {
+        runtime_name: r.runtime_name.clone(),
+        runtime_path: r.runtime_path.clone(),
+        set_default: r.set_as_default,
+        cdi,
+    }
+}
+
+/// Print, diff or install the content `make` gives for the current file.
+fn merge_file(
+    path: &Path,
+    output: &Output,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+    then: &str,
+    make: impl FnOnce(Option<&str>) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    let old = install::read_existing(path)?;
+    let new = make(old.as_deref())?;
+    if output.dry_run {
+        let d = install::diff(path, old.as_deref(), &new);
+        if d.is_empty() {
+            writeln!(note, "{}: no changes", path.display())?;
+        } else {
+            out.write_all(d.as_bytes())?;
+        }
+    } else if output.write {
+        match install::install(path, old.as_deref(), &new)? {
+            install::Installed::Unchanged => {
+                writeln!(note, "{}: already up to date", path.display())?
+            }
+            install::Installed::Written { backup: Some(b) } => writeln!(
+                note,
+                "wrote {} (previous content in {}); {then}",
+                path.display(),
+                b.display()
+            )?,
+            install::Installed::Written { backup: None } => {
+                writeln!(note, "wrote {}; {then}", path.display())?
+            }
+        }
+    } else {
+        out.write_all(new.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn run_cdi(
+    a: &CdiArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut cfg = hook::config::HookConfig::load_with_env(None, env)?;
+    cfg.nvml_probe.args = vec![crate::host::NVML_PROBE_ARG.into()];
+    let inv = match env(crate::host::ENV_INVENTORY).filter(|v| !v.is_empty()) {
+        Some(path) => crate::host::read_inventory(Path::new(&path))?,
+        None => hook::inventory::load_or_discover(&cfg)
+            .context("cannot read the host's GPUs for the CDI spec")?,
+    };
+    let flavor = match a.rootfs_flavor {
+        Some(f) => f.into(),
+        None => match hook::apply::root::ContainerRoot::open(&cfg.paths.driver_root) {
+            Ok(root) => hook::container::detect_flavor(&root),
+            Err(e) => {
+                log::debug!("driver root flavour: {e}");
+                RootfsFlavor::DebianLike
+            }
+        },
+    };
+    let opts = cdi::CdiOptions {
+        vendor: a.vendor.clone(),
+        class: a.class.clone(),
+        hook_path: a.hook_path.clone(),
+        hook_env: hook::runtime::hook_env(env),
+        flavor,
+        dev_root: cfg.paths.dev_root.clone(),
+    };
+    let spec = cdi::generate(&inv, &cfg.rules, &opts)?;
+    let target = match (&a.output_file, a.output.write || a.output.dry_run) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => {
+            let dir = if a.dynamic {
+                cdi::DYNAMIC_DIR
+            } else {
+                cdi::STATIC_DIR
+            };
+            let ext = match a.format {
+                Some(cdi::Format::Json) => "json",
+                _ => "yaml",
+            };
+            Some(Path::new(dir).join(format!(
+                "{}.{ext}",
+                a.vendor.split('.').next().unwrap_or("nvidia")
+            )))
+        }
+        (None, false) => None,
+    };
+    let format = a.format.unwrap_or_else(|| match &target {
+        Some(p) if p.extension().is_some_and(|e| e == "json") => cdi::Format::Json,
+        _ => cdi::Format::Yaml,
+    });
+    let text = cdi::render(&spec, format);
+    match target {
+        None => out.write_all(text.as_bytes()).map_err(Into::into),
+        Some(path) => {
+            let output = Output {
+                write: !a.output.dry_run,
+                dry_run: a.output.dry_run,
+            };
+            merge_file(&path, &output, out, note, "new containers use it", |_| {
+                Ok(text)
+            })
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `nvidia-docker setup` through the library (`cli::setup::run_with`), on
+//! temporary files and a simulated host's inventory: idempotent `--write`
+//! with one backup, `--dry-run` diffs, refusal of a malformed file, and a
+//! deterministic CDI spec.
+use std::path::Path;
+
+use clap::Parser;
+use cli::setup::{self, cdi, SetupArgs};
+use hook::runtime::fixups::Fixups;
+use serde_json::Value;
+
+use crate::support::{golden_desc, sim_host};
+
+#[derive(Parser)]
+#[command(name = "setup")]
+struct Cli {
+    #[command(flatten)]
+    setup: SetupArgs,
+}
+
+/// Runs `setup <args>` with `env`; (stdout, notes).
+fn setup(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(String, String)> {
+    let cli = Cli::try_parse_from(std::iter::once("setup").chain(args.iter().copied()))?;
+    let lookup = |k: &str| {
+        env.iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let (mut out, mut note) = (Vec::new(), Vec::new());
+    setup::run_with(&cli.setup, &lookup, &mut out, &mut note)?;
+    Ok((
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(note).unwrap(),
+    ))
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn docker_write_twice_changes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("daemon.json");
+    std::fs::write(&path, "{\n\t\"log-level\": \"warn\"\n}\n").unwrap();
+    let p = path.to_str().unwrap();
+    let (out, _) = setup(&["docker", "--config", p, "--dry-run"], &[]).unwrap();
+    assert!(out.contains("+  \"runtimes\": {"), "{out}");
+    assert_eq!(
+        files(dir.path()),
+        ["daemon.json"],
+        "--dry-run wrote nothing"
+    );
+
+    let (_, note) = setup(
+        &["docker", "--config", p, "--set-as-default", "--write"],
+        &[],
+    )
+    .unwrap();
+    assert!(
+        note.starts_with(&format!("wrote {p} (previous content in {p}.bak-")),
+        "{note}"
+    );
+    let first = std::fs::read(&path).unwrap();
+    let v: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(v["log-level"], "warn");
+    assert_eq!(v["default-runtime"], "nvidia");
+    assert_eq!(
+        v["runtimes"]["nvidia"]["path"],
+        "/usr/bin/nvidia-docker-runtime"
+    );
+    assert_eq!(files(dir.path()).len(), 2);
+
+    let (_, note) = setup(
+        &["docker", "--config", p, "--set-as-default", "--write"],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(note, format!("{p}: already up to date\n"));
+    assert_eq!(std::fs::read(&path).unwrap(), first);
+    assert_eq!(files(dir.path()).len(), 2, "no second backup");
+    let (out, note) = setup(
+        &["docker", "--config", p, "--set-as-default", "--dry-run"],
+        &[],
+    )
+    .unwrap();
+    assert_eq!((out.as_str(), note), ("", format!("{p}: no changes\n")));
+}
+
+#[test]
+fn malformed_daemon_json_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("daemon.json");
+    let bad = "{\n  \"log-level\": \"warn\"\n  \"debug\": true\n}\n";
+    std::fs::write(&path, bad).unwrap();
+    let p = path.to_str().unwrap();
+    for mode in ["--write", "--dry-run"] {
+        let err = setup(&["docker", "--config", p, mode], &[]).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("cannot update {p}: it is not valid JSON (line 3, column 3: expected `,` or `}}`): fix or remove it first")
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), bad);
+        assert_eq!(files(dir.path()), ["daemon.json"]);
+    }
+}
+
+#[test]
+fn engines_and_hooks_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "containerd".into(),
+            "--config".into(),
+            d.join("c2.toml").display().to_string(),
+        ],
+        vec![
+            "containerd".into(),
+            "--config-version".into(),
+            "3".into(),
+            "--cdi".into(),
+            "--config".into(),
+            d.join("c3.toml").display().to_string(),
+        ],
+        vec![
+            "crio".into(),
+            "--config".into(),
+            d.join("crio.d/99-nvidia.toml").display().to_string(),
+        ],
+        vec![
+            "hooks".into(),
+            "--output-file".into(),
+            d.join("hooks.d/nv.json").display().to_string(),
+        ],
+    ];
+    for case in cases {
+        let mut args: Vec<&str> = case.iter().map(String::as_str).collect();
+        let (printed, _) = setup(&args, &[("NVIDIA_DOCKER_DEV_ROOT", "/sim/dev")]).unwrap();
+        args.push("--write");
+        let env = [("NVIDIA_DOCKER_DEV_ROOT", "/sim/dev")];
+        let (_, note) = setup(&args, &env).unwrap();
+        assert!(note.starts_with("wrote "), "{case:?}: {note}");
+        let file = Path::new(case.last().unwrap());
+        assert_eq!(std::fs::read_to_string(file).unwrap(), printed, "{case:?}");
+        let (_, note) = setup(&args, &env).unwrap();
+        assert!(note.ends_with(": already up to date\n"), "{case:?}: {note}");
+    }
+    let hooks: Value =
+        serde_json::from_slice(&std::fs::read(d.join("hooks.d/nv.json")).unwrap()).unwrap();
+    assert_eq!(
+        hooks["hook"]["env"],
+        serde_json::json!([
+            hook::runtime::HOOK_PATH_ENV,
+            "NVIDIA_DOCKER_DEV_ROOT=/sim/dev"
+        ])
+    );
+    let c3 = std::fs::read_to_string(d.join("c3.toml")).unwrap();
+    assert!(
+        c3.contains(
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.nvidia.options]"
+        ),
+        "{c3}"
+    );
+}
+
+#[test]
+fn cdi_spec_is_deterministic_minimal_and_complete() {
+    let host = sim_host(golden_desc());
+    let inv = host.inventory.to_str().unwrap().to_owned();
+    let dev = host.layout.dev_root.to_str().unwrap().to_owned();
+    let env = [
+        ("NVIDIA_DOCKER_INVENTORY", inv.as_str()),
+        ("NVIDIA_DOCKER_DEV_ROOT", dev.as_str()),
+    ];
+    let env = &env[..];
+    let (json, _) = setup(
+        &["cdi", "--format", "json", "--rootfs-flavor", "debian"],
+        env,
+    )
+    .unwrap();
+    let (again, _) = setup(
+        &["cdi", "--format", "json", "--rootfs-flavor", "debian"],
+        env,
+    )
+    .unwrap();
+    assert_eq!(json, again, "same inventory, same bytes");
+    let spec: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(spec["cdiVersion"], "0.5.0");
+    assert_eq!(spec["kind"], "nvidia.com/gpu");
+    let names: Vec<&str> = spec["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    let desc = golden_desc();
+    let mut expected: Vec<String> = Vec::new();
+    for (i, g) in desc.gpus.iter().enumerate() {
+        expected.push(i.to_string());
+        expected.push(g.uuid.clone());
+    }
+    expected.push("all".into());
+    assert_eq!(names, expected);
+    // Device 0: its node only, with the simulated host path.
+    let d0 = &spec["devices"][0]["containerEdits"]["deviceNodes"];
+    let minor0 = desc.gpus[0].minor;
+    assert_eq!(d0.as_array().unwrap().len(), 1);
+    assert_eq!(d0[0]["path"], format!("/dev/nvidia{minor0}"));
+    assert_eq!(d0[0]["hostPath"], format!("{dev}/nvidia{minor0}"));
+    assert_eq!(d0[0]["permissions"], "rw");
+    // `all` has every GPU node.
+    let all = spec["devices"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        all["containerEdits"]["deviceNodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        desc.gpus.len()
+    );
+    // Common edits: control nodes, driver mounts, void, one hook.
+    let common = &spec["containerEdits"];
+    let control: Vec<&str> = common["deviceNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(control[0], "/dev/nvidiactl");
+    assert!(common["env"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("NVIDIA_VISIBLE_DEVICES=void")));
+    let libcuda = common["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["containerPath"]
+                .as_str()
+                .unwrap()
+                .starts_with("/usr/lib/x86_64-linux-gnu/libcuda.so.")
+        })
+        .expect("libcuda is mounted");
+    assert_eq!(libcuda["type"], "bind");
+    assert_eq!(
+        libcuda["options"],
+        serde_json::json!(["rbind", "rprivate", "ro", "nosuid", "nodev"])
+    );
+    let hooks = common["hooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["hookName"], "createContainer");
+    assert_eq!(hooks[0]["timeout"], 30);
+    assert_eq!(
+        hooks[0]["env"],
+        serde_json::json!([
+            hook::runtime::HOOK_PATH_ENV,
+            format!("NVIDIA_DOCKER_DEV_ROOT={dev}")
+        ])
+    );
+    let args: Vec<String> = hooks[0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(args[..2], ["nvidia-docker-hook", "create-container"]);
+    let fixups = Fixups::parse(&args[2..]).unwrap();
+    assert!(!fixups.ldconfig_dirs.is_empty());
+    assert!(fixups.proc_mask.is_some());
+
+    // YAML carries the same document.
+    let (yaml, _) = setup(&["cdi", "--rootfs-flavor", "debian"], env).unwrap();
+    assert!(
+        yaml.starts_with("cdiVersion: \"0.5.0\"\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n"),
+        "{yaml}"
+    );
+
+    // --output-file writes atomically; again: unchanged.
+    let out = host.dir.path().join("cdi/nvidia.json");
+    let o = out.to_str().unwrap();
+    let (_, note) = setup(
+        &["cdi", "--rootfs-flavor", "debian", "--output-file", o],
+        env,
+    )
+    .unwrap();
+    assert!(note.starts_with("wrote "), "{note}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), json);
+    let (_, note) = setup(
+        &["cdi", "--rootfs-flavor", "debian", "--output-file", o],
+        env,
+    )
+    .unwrap();
+    assert!(note.ends_with("already up to date\n"), "{note}");
+}
+
+#[test]
+fn cdi_minimum_version_follows_the_fields() {
+    let spec = |names: &[&str], host_path: bool, typed: bool, kind: &str| cdi::Spec {
+        cdi_version: String::new(),
+        kind: kind.into(),
+        devices: names
+            .iter()
+            .map(|n| cdi::Device {
+                name: (*n).into(),
+                container_edits: cdi::ContainerEdits {
+                    device_nodes: vec![cdi::CdiDeviceNode {
+                        path: "/dev/x".into(),
+                        host_path: host_path.then(|| "/h/x".into()),
+                        kind: "c".into(),
+                        major: 1,
+                        minor: 1,
+                        file_mode: 0o666,
+                        permissions: "rw".into(),
+                        uid: 0,
+                        gid: 0,
+                    }],
+                    ..Default::default()
+                },
+            })
+            .collect(),
+        container_edits: cdi::ContainerEdits {
+            mounts: vec![cdi::CdiMount {
+                host_path: "/a".into(),
+                container_path: "/a".into(),
+                kind: typed.then(|| "bind".into()),
+                options: vec![],
+            }],
+            ..Default::default()
+        },
+    };
+    assert_eq!(
+        cdi::min_version(&spec(&["gpu0"], false, false, "v.com/gpu")),
+        "0.3.0"
+    );
+    assert_eq!(
+        cdi::min_version(&spec(&["gpu0"], false, true, "v.com/gpu")),
+        "0.4.0"
+    );
+    assert_eq!(
+        cdi::min_version(&spec(&["0"], false, false, "v.com/gpu")),
+        "0.5.0"
+    );
+    assert_eq!(
+        cdi::min_version(&spec(&["gpu0"], true, false, "v.com/gpu")),
+        "0.5.0"
+    );
+    assert_eq!(
+        cdi::min_version(&spec(&["gpu0"], false, false, "v.com/g.pu")),
+        "0.6.0"
+    );
+}

@@ -1,0 +1,88 @@
+//! `nvidia-docker-hook create-container [FIX-UPS]`: the OCI
+//! `createContainer` hook the runc wrapper and the CDI spec register, for
+//! what a spec cannot do: symlinks in the image, `/proc/driver/nvidia`
+//! masking, the graphics application profile and the linker cache.
+//!
+//! The runtime runs it already inside the container's mount namespace,
+//! before `pivot_root`, with the container's root at the bundle's
+//! `root.path` (crun: the state's `root`). Everything to do is on the
+//! command line (`hook::runtime::fixups`), so no inventory, plan or
+//! environment of the container is read; the device nodes, cgroup rules and
+//! mounts are already the runtime's work. The steps are the prestart hook's
+//! own (`hook::apply::apply_in_root` on a held root descriptor,
+//! `hook::ldconfig::refresh` with the host's static `ldconfig`), minus the
+//! `setns`: the linker-cache child joins this process's own mount
+//! namespace, found through `/proc/self`.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use hook::apply::{self, caps, root::ContainerRoot};
+use hook::config::{HookConfig, HostPaths};
+use hook::container::Bundle;
+use hook::ldconfig;
+use hook::runtime::fixups::Fixups;
+use hook::state::State;
+
+/// Finish a container whose spec already has its GPUs (OCI createContainer).
+#[derive(Debug, Args)]
+pub struct CreateContainerArgs {
+    /// What to do, as the runc wrapper or the CDI spec wrote it: --link
+    /// TARGET::LINK, --ldconfig-dir DIR, --mask-proc [--proc-gpu BUS]
+    /// [--mig-access PATH], --app-profile [--app-profile-minor N], --debug.
+    #[arg(num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    pub fixups: Vec<String>,
+}
+
+/// Runs the subcommand: see the module docs.
+pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<()> {
+    let fixups = Fixups::parse(&args.fixups)?;
+    if fixups.debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    let state = State::read(std::io::stdin().lock())?;
+    if fixups.is_empty() {
+        return Ok(());
+    }
+    let cfg = HookConfig::load(config)?;
+    let bundle = Bundle::load(&state)?;
+    caps::keep(caps::Step::Hook)?;
+    let plan = fixups.to_plan();
+    let root = ContainerRoot::open(&bundle.rootfs)?;
+    if !plan.symlinks.is_empty() || plan.proc_mask.is_some() || plan.app_profile.is_some() {
+        let prepared = apply::Prepared::collect(&cfg.paths, &plan, false)?;
+        apply::apply_in_root(&root, &plan, prepared)?;
+    }
+    // A CDI spec lists every flavour's library directories: keep those
+    // this image has (ldconfig fails on a missing one).
+    let dirs: Vec<_> = plan
+        .ldconfig_dirs
+        .iter()
+        .filter(|d| match root.exists(d) {
+            Ok(found) => found,
+            Err(e) => {
+                log::debug!("linker cache directory {d}: {e}");
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    if !dirs.is_empty() {
+        // This process is in the container's mount namespace already; its
+        // pid as the host's procfs numbers it names that namespace.
+        let proc = PathBuf::from(apply::PID_PROC);
+        let me = std::fs::read_link(proc.join("self"))
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+            .context("cannot read /proc/self: the container's mount namespace cannot be named")?;
+        let paths = HostPaths {
+            proc_root: proc,
+            ..cfg.paths.clone()
+        };
+        ldconfig::refresh(&paths, me, &bundle.rootfs, &dirs)?;
+    }
+    log::debug!("container {}: fix-ups done", state.id);
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! The part of a plan that no OCI spec or CDI edit can express, carried to
+//! the hook's `create-container` mode on its command line.
+//!
+//! A spec can give a container device nodes, cgroup rules, bind mounts and
+//! environment; it cannot make symlinks inside the image, refresh the
+//! image's linker cache, or mask `/proc/driver/nvidia`. The runc wrapper and
+//! the CDI generator therefore add one `createContainer` hook whose
+//! arguments say exactly what to do ([`Fixups::to_args`]); the hook parses
+//! them back ([`Fixups::parse`]) and needs neither the inventory nor the
+//! container's environment. The same strings are written by both renderers,
+//! so a CDI spec and a wrapped `config.json` run the same step.
+//!
+//! Arguments (after `create-container`), each repeatable:
+//! - `--link <target>::<link>`: the symlink `<link> -> <target>`, target a
+//!   file name in the link's directory (the toolkit's `create-symlinks
+//!   --link` spelling);
+//! - `--ldconfig-dir <dir>`: a directory for the container's linker cache;
+//! - `--mask-proc`, with `--proc-gpu <bus id>` and `--mig-access <path>`:
+//!   mask `/proc/driver/nvidia`, keeping those GPUs and MIG access files;
+//! - `--app-profile`, with `--app-profile-minor <n>`: write the graphics
+//!   application profile for those GPU minors.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use rules::{AppProfile, ContainerPath, FileName, PciBusId, Plan, ProcMask, Symlink};
+
+/// The hook subcommand the fix-ups run under.
+pub const SUBCOMMAND: &str = "create-container";
+
+/// A fix-up argument the hook does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FixupArgError {
+    /// `--link` without `<target>::<link>`.
+    #[error("--link {0:?}: expected <target>::<link>, the target a file name and the link an absolute, normalised container path")]
+    Link(String),
+    /// A directory or file path that is not an absolute, normalised path.
+    #[error("{flag} {value:?}: expected an absolute, normalised container path")]
+    Path {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// `--proc-gpu` that is not a PCI bus id.
+    #[error("--proc-gpu {0:?}: expected a PCI bus id such as 00000000:07:00.0")]
+    BusId(String),
+    /// `--app-profile-minor` that is not a number.
+    #[error("--app-profile-minor {0:?}: expected a device minor number")]
+    Minor(String),
+    /// A flag this mode does not know.
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --debug)")]
+    Unknown(String),
+    /// A flag given without its value.
+    #[error("{0} needs a value")]
+    MissingValue(String),
+}
+
+/// What the `create-container` step does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fixups {
+    /// Symlinks to make, by link path.
+    pub symlinks: Vec<Symlink>,
+    /// Directories for the linker cache (none: no refresh).
+    pub ldconfig_dirs: Vec<ContainerPath>,
+    /// `/proc/driver/nvidia` masking.
+    pub proc_mask: Option<ProcMask>,
+    /// The graphics application profile.
+    pub app_profile: Option<AppProfile>,
+    /// `--debug` was given.
+    pub debug: bool,
+}
+
+impl Fixups {
+    /// The fix-ups of `plan`.
+    pub fn from_plan(plan: &Plan) -> Fixups {
+        Fixups {
+            symlinks: plan.symlinks.clone(),
+            ldconfig_dirs: plan.ldconfig_dirs.clone(),
+            proc_mask: plan.proc_mask.clone(),
+            app_profile: plan.app_profile.clone(),
+            debug: false,
+        }
+    }
+
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.symlinks.is_empty()
+            && self.ldconfig_dirs.is_empty()
+            && self.proc_mask.is_none()
+            && self.app_profile.is_none()
+    }
+
+    /// The arguments after the subcommand, in a fixed order (links by link
+    /// path, directories in plan order), so equal fix-ups give equal bytes.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut links: Vec<&Symlink> = self.symlinks.iter().collect();
+        links.sort();
+        for l in links {
+            args.push("--link".to_owned());
+            args.push(format!("{}::{}", l.target, l.link));
+        }
+        for d in &self.ldconfig_dirs {
+            args.push("--ldconfig-dir".to_owned());
+            args.push(d.to_string());
+        }
+        if let Some(mask) = &self.proc_mask {
+            args.push("--mask-proc".to_owned());
+            for g in &mask.gpus {
+                args.push("--proc-gpu".to_owned());
+                args.push(g.to_string());
+            }
+            for m in &mask.mig_access {
+                args.push("--mig-access".to_owned());
+                args.push(m.to_string());
+            }
+        }
+        if let Some(profile) = &self.app_profile {
+            args.push("--app-profile".to_owned());
+            for m in &profile.minors {
+                args.push("--app-profile-minor".to_owned());
+                args.push(m.to_string());
+            }
+        }
+        if self.debug {
+            args.push("--debug".to_owned());
+        }
+        args
+    }
+
+    /// Parses the arguments after the subcommand (`--flag value` or
+    /// `--flag=value`).
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Fixups, FixupArgError> {
+        let mut f = Fixups::default();
+        let mut mask = false;
+        let mut gpus = Vec::new();
+        let mut mig = Vec::new();
+        let mut profile = false;
+        let mut minors = Vec::new();
+        let mut it = args.iter().map(AsRef::as_ref);
+        while let Some(arg) = it.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+                _ => (arg, None),
+            };
+            let mut value = |name: &str| -> Result<String, FixupArgError> {
+                match &inline {
+                    Some(v) => Ok(v.clone()),
+                    None => it
+                        .next()
+                        .map(str::to_owned)
+                        .ok_or_else(|| FixupArgError::MissingValue(name.to_owned())),
+                }
+            };
+            match flag {
+                "--link" => f.symlinks.push(parse_link(&value(flag)?)?),
+                "--ldconfig-dir" => f
+                    .ldconfig_dirs
+                    .push(parse_path("--ldconfig-dir", &value(flag)?)?),
+                "--mask-proc" => mask = true,
+                "--proc-gpu" => {
+                    let v = value(flag)?;
+                    gpus.push(PciBusId::parse(&v).ok_or(FixupArgError::BusId(v))?);
+                }
+                "--mig-access" => mig.push(parse_path("--mig-access", &value(flag)?)?),
+                "--app-profile" => profile = true,
+                "--app-profile-minor" => {
+                    let v = value(flag)?;
+                    minors.push(v.parse().map_err(|_| FixupArgError::Minor(v))?);
+                }
+                "--debug" => f.debug = true,
+                other => return Err(FixupArgError::Unknown(other.to_owned())),
+            }
+        }
+        if mask || !gpus.is_empty() || !mig.is_empty() {
+            f.proc_mask = Some(ProcMask {
+                gpus,
+                mig_access: mig,
+            });
+        }
+        if profile || !minors.is_empty() {
+            f.app_profile = Some(AppProfile { minors });
+        }
+        Ok(f)
+    }
+
+    /// A plan holding only these fix-ups (no nodes, mounts or rules), for
+    /// `hook::apply::apply_in_root`.
+    pub fn to_plan(&self) -> Plan {
+        Plan {
+            gpu_container: true,
+            driver_version: rules::Version::major_minor(0, 0),
+            cuda_version: None,
+            capabilities: rules::Capabilities::empty(),
+            cuda_compat: None,
+            gpus: Vec::new(),
+            device_nodes: Vec::new(),
+            device_rules: Vec::new(),
+            mounts: Vec::new(),
+            symlinks: self.symlinks.clone(),
+            ldconfig_dirs: self.ldconfig_dirs.clone(),
+            env: BTreeMap::new(),
+            proc_mask: self.proc_mask.clone(),
+            app_profile: self.app_profile.clone(),
+            v1_volumes: Vec::new(),
+        }
+    }
+}
+
+fn parse_path(flag: &'static str, value: &str) -> Result<ContainerPath, FixupArgError> {
+    ContainerPath::new(value).map_err(|_| FixupArgError::Path {
+        flag,
+        value: value.to_owned(),
+    })
+}
+
+fn parse_link(value: &str) -> Result<Symlink, FixupArgError> {
+    let bad = || FixupArgError::Link(value.to_owned());
+    // The link is absolute, so the separator is the first "::" followed by '/'.
+    let at = value.find("::/").ok_or_else(bad)?;
+    let (target, link) = (&value[..at], &value[at + 2..]);
+    Ok(Symlink {
+        link: ContainerPath::new(link).map_err(|_| bad())?,
+        target: FileName::new(target).map_err(|_| bad())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ContainerPath {
+        ContainerPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let f = Fixups {
+            symlinks: vec![
+                Symlink {
+                    link: p("/usr/lib/x/libcuda.so"),
+                    target: FileName::new("libcuda.so.1").unwrap(),
+                },
+                Symlink {
+                    link: p("/usr/lib/x/libcuda.so.1"),
+                    target: FileName::new("libcuda.so.535.104.05").unwrap(),
+                },
+            ],
+            ldconfig_dirs: vec![p("/usr/lib/x"), p("/usr/lib/y")],
+            proc_mask: Some(ProcMask {
+                gpus: vec![PciBusId::parse("00000000:07:00.0").unwrap()],
+                mig_access: vec![p("/proc/driver/nvidia/capabilities/gpu0/mig/gi1/access")],
+            }),
+            app_profile: Some(AppProfile { minors: vec![0, 3] }),
+            debug: true,
+        };
+        let args = f.to_args();
+        assert_eq!(
+            args[0..2],
+            ["--link", "libcuda.so.1::/usr/lib/x/libcuda.so"]
+        );
+        assert_eq!(Fixups::parse(&args).unwrap(), f);
+        assert!(Fixups::parse::<&str>(&[]).unwrap().is_empty());
+        let masked = Fixups::parse(&["--mask-proc"]).unwrap();
+        assert_eq!(masked.proc_mask.unwrap().gpus, []);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = |a: &[&str]| Fixups::parse(a).unwrap_err().to_string();
+        assert!(e(&["--link", "a/b::/x"]).contains("--link \"a/b::/x\""));
+        assert!(e(&["--link", "libx::rel"]).contains("expected <target>::<link>"));
+        assert_eq!(
+            e(&["--ldconfig-dir=/a/../b"]),
+            "--ldconfig-dir \"/a/../b\": expected an absolute, normalised container path"
+        );
+        assert!(e(&["--proc-gpu", "zz"]).contains("PCI bus id"));
+        assert_eq!(e(&["--ldconfig-dir"]), "--ldconfig-dir needs a value");
+        assert!(e(&["--bogus"]).starts_with("unknown argument \"--bogus\""));
+    }
+}
