@@ -276,6 +276,17 @@ pub fn detect_flavor(root: &ContainerRoot) -> RootfsFlavor {
     }
 }
 
+impl Bundle {
+    /// The runc wrapper already wrote the GPU plan into this spec (its
+    /// annotation [`crate::runtime::spec::ANNOTATION_PLAN`]): a hook also
+    /// registered for the container (`docker run --gpus` with
+    /// `--runtime=nvidia`) must not apply it a second time.
+    pub fn plan_applied(&self) -> bool {
+        use crate::runtime::spec::{ANNOTATION_PLAN, PLAN_APPLIED};
+        self.annotations.get(ANNOTATION_PLAN).map(String::as_str) == Some(PLAN_APPLIED)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

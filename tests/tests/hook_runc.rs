@@ -97,6 +97,30 @@ fn no_gpu_container_is_untouched() {
     assert!(!host.dir().join("cache").exists());
 }
 
+/// A spec the runc wrapper already handled (its `nvidia-docker.plan`
+/// annotation) is left alone by the prestart hook, even though it asks for
+/// GPUs: `docker run --gpus` with `--runtime=nvidia` registers both.
+#[test]
+fn spec_written_by_the_runc_wrapper_is_left_alone() {
+    require!(Prereq::Runc, Prereq::CgroupV1);
+    let host = SimHost::synthetic(2).unwrap();
+    let bundle = Bundle::builder(Variant::Debian)
+        .sh("ls /dev; ls /usr/lib/x86_64-linux-gnu | grep -c nvidia; true")
+        .env("NVIDIA_VISIBLE_DEVICES", "all")
+        .annotation("nvidia-docker.plan", "applied")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_success();
+    assert!(!out.stdout.contains("nvidia"), "{out}");
+    assert!(out.stdout.lines().any(|l| l == "0"), "{out}");
+    assert!(
+        !host.dir().join("cache").exists(),
+        "the hook read the inventory"
+    );
+}
+
 fn refused(bundle: Bundle, expected: &[&str]) {
     let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
     out.assert_failure();

@@ -56,6 +56,10 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
         log::debug!("not a GPU container: nothing to do");
         return Ok(());
     }
+    if bundle.plan_applied() {
+        log::debug!("the runc wrapper already wrote the GPU plan into the spec: nothing to do");
+        return Ok(());
+    }
     caps::keep(caps::Step::Hook)?;
     let pid = state.require_pid()?;
     let spec_rules = bundle.device_rules()?;
