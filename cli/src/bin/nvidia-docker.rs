@@ -1,13 +1,15 @@
 //! `nvidia-docker`: the v1-compatible docker shim.
 //!
-//! `nvidia-docker cli-options ...` is its own verb; everything else is
-//! docker's command line, handled by `cli::shim` (which `exec`s docker).
+//! `nvidia-docker cli-options ...` and `nvidia-docker setup ...` are its own
+//! verbs; everything else is docker's command line, handled by `cli::shim`
+//! (which `exec`s docker).
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use cli::cmd::cli_options::{self, CliOptionsArgs};
+use cli::setup::SetupArgs;
 
 /// `nvidia-docker cli-options`.
 #[derive(Debug, Parser)]
@@ -16,6 +18,40 @@ struct CliOptions {
     #[command(flatten)]
     args: CliOptionsArgs,
 }
+
+/// `nvidia-docker setup`.
+#[derive(Debug, Parser)]
+#[command(name = "nvidia-docker setup", version)]
+struct Setup {
+    #[command(flatten)]
+    args: SetupArgs,
+}
+
+/// Printed before docker's own help for `nvidia-docker --help`, as v1 printed
+/// its version before docker's for `version`.
+const HELP: &str = "\
+nvidia-docker: docker with the host's NVIDIA GPUs (nvidia-docker 1.0 compatible).
+
+`run` and `create` of an image labelled com.nvidia.volumes.needed (or with
+NVIDIA_VISIBLE_DEVICES in its environment) get the GPU devices and the driver
+volume; every other command is docker's own.
+
+Own verbs:
+  nvidia-docker cli-options [--dev IDS] [--vol NAMES] [--json|--mesos]
+  nvidia-docker setup docker|containerd|crio|hooks|cdi [--write|--dry-run]
+
+Environment: NV_GPU (GPU indexes or UUIDs), NV_DOCKER (the docker command),
+NV_HOST / DOCKER_HOST (remote mode), NV_DOCKER_HOOK (use a registered hook).
+
+Examples:
+  nvidia-docker run --rm nvidia/cuda nvidia-smi
+  NV_GPU=0,1 nvidia-docker run --rm nvidia/cuda nvidia-smi
+  docker run $(nvidia-docker cli-options) nvidia/cuda nvidia-smi
+  nvidia-docker setup docker --write
+
+docker's help follows.
+
+";
 
 fn fail(argv0: &str, err: impl Into<anyhow::Error>) -> ExitCode {
     eprintln!(
@@ -49,6 +85,17 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&argv0, e),
         };
+    }
+    if argv.first().map(String::as_str) == Some("setup") {
+        let setup = Setup::parse_from(&argv);
+        return match cli::setup::run(&setup.args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&argv0, e),
+        };
+    }
+    if matches!(argv.as_slice(), [h] if h == "--help" || h == "-h" || h == "help") {
+        print!("{HELP}");
+        let _ = std::io::stdout().flush();
     }
     fail(&argv0, cli::shim::run(argv))
 }
