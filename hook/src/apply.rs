@@ -52,11 +52,6 @@ use root::{ContainerRoot, NodeOutcome, RootError};
 /// How long the apply child may run.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The procfs of the hook's pid namespace, where `/proc/<pid>` of the
-/// container's init is (not [`HostPaths::proc_root`], which stands for the
-/// driver's `/proc` files and is simulated in tests).
-pub const PID_PROC: &str = "/proc";
-
 /// The container the plan is applied to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -195,7 +190,7 @@ pub fn apply(paths: &HostPaths, target: &Target, plan: &Plan) -> Result<(), Appl
 /// with reduced capabilities): the body of [`apply`]'s child.
 pub fn enter_and_apply(paths: &HostPaths, target: &Target, plan: &Plan) -> Result<(), ApplyError> {
     caps::keep(caps::Step::ApplyHost)?;
-    let proc = Path::new(PID_PROC);
+    let proc = paths.procfs.as_path();
     let mnt =
         Namespace::open(proc, Some(target.pid), NsKind::Mount).map_err(ApplyError::Namespace)?;
     let user =

@@ -55,8 +55,14 @@ pub struct HostPaths {
     pub driver_root: PathBuf,
     /// Where the `/dev/nvidia*` nodes are (`/dev`).
     pub dev_root: PathBuf,
-    /// The host's `/proc`.
+    /// Where the driver's `/proc` files are (`/proc/devices`,
+    /// `/proc/driver/nvidia`): the host's `/proc`, or a simulated host's.
     pub proc_root: PathBuf,
+    /// The kernel's procfs as the hook sees it, where processes are
+    /// (`/proc/<pid>/ns`, `/proc/<pid>/cgroup`, `/proc/self/mountinfo`):
+    /// always `/proc` on a host; not changed by `NVIDIA_DOCKER_PROC_ROOT`,
+    /// since a simulated driver does not simulate processes.
+    pub procfs: PathBuf,
     /// The host's cgroup mount root (`/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
     /// The driver root's linker cache (`<driver_root>/etc/ld.so.cache`).
@@ -76,6 +82,7 @@ impl Default for HostPaths {
             driver_root: PathBuf::from("/"),
             dev_root: PathBuf::from("/dev"),
             proc_root: PathBuf::from("/proc"),
+            procfs: PathBuf::from("/proc"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             ld_cache: PathBuf::from("/etc/ld.so.cache"),
             ldconfig: PathBuf::from("/sbin/ldconfig"),

@@ -14,7 +14,7 @@
 //!    is executed: nothing on a path can be swapped in between (where
 //!    `vm.memfd_noexec = 2` forbids executing memfds, the descriptor opened
 //!    on the host file is executed instead). The
-//!    container's mount namespace (`<proc_root>/<pid>/ns/mnt`) is opened.
+//!    container's mount namespace (`<procfs>/<pid>/ns/mnt`) is opened.
 //! 2. **In a forked child** (`sys::child::run_in_child`, killed after
 //!    [`TIMEOUT`]): `setns` into that namespace; `unshare` mount, IPC and
 //!    PID namespaces; every mount made private; `chroot(rootfs)` and
@@ -128,7 +128,7 @@ pub enum LdconfigError {
     Namespace {
         /// The container's pid.
         pid: i32,
-        /// `<proc_root>/<pid>/ns/mnt`.
+        /// `<procfs>/<pid>/ns/mnt`.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -185,7 +185,7 @@ pub fn refresh(
         }
     };
     drop(binary);
-    let ns_path = paths.proc_root.join(pid.to_string()).join("ns").join("mnt");
+    let ns_path = paths.procfs.join(pid.to_string()).join("ns").join("mnt");
     let mnt_ns: OwnedFd = std::fs::File::open(&ns_path)
         .map_err(|source| LdconfigError::Namespace {
             pid,

@@ -318,7 +318,7 @@ fn refusals_need_no_container() {
     std::fs::write(&exe, fixtures::elf::executable(Arch::X86_64, "hi").unwrap()).unwrap();
     let paths = HostPaths {
         ldconfig: exe,
-        proc_root: dir.path().join("proc"),
+        procfs: dir.path().join("proc"),
         ..HostPaths::default()
     };
     let err = refresh(&paths, 4242, Path::new("/"), &[]).unwrap_err();

@@ -12,7 +12,7 @@
 //! The version is decided the way runc decides it, so that the hook patches
 //! whatever runc set up: if `paths.cgroup_root` (`/sys/fs/cgroup`) is a
 //! cgroup2 file system (`statfs` magic), it is v2 ("unified mode") and the
-//! container's cgroup is the `0::<path>` line of `<proc_root>/<pid>/cgroup`;
+//! container's cgroup is the `0::<path>` line of `<procfs>/<pid>/cgroup`;
 //! otherwise it is v1 and the container's cgroup is that file's line whose
 //! controller list has `devices`. (On a hybrid host both lines exist;
 //! `cgroup_root` tells which one runc used. The e2e harness runs runc v2 in a
@@ -22,7 +22,7 @@
 //! The directory is the hierarchy's mount point plus the cgroup path, minus
 //! the mount's root (the fourth field of mountinfo, `/` unless the hierarchy
 //! was mounted from inside a cgroup namespace). Mounts are read from
-//! `<proc_root>/self/mountinfo` (the hook's own view): for v2 the mount at
+//! `<procfs>/self/mountinfo` (the hook's own view): for v2 the mount at
 //! `cgroup_root`; for v1 a `cgroup` mount with the `devices` super option,
 //! preferring one under `cgroup_root`. Paths in `/proc/<pid>/cgroup` are
 //! relative to the hook's cgroup namespace root, which is the host's.
@@ -91,7 +91,7 @@ pub enum CgroupError {
         pid: i32,
         /// `paths.cgroup_root`.
         cgroup_root: PathBuf,
-        /// `<proc_root>/<pid>/cgroup`.
+        /// `<procfs>/<pid>/cgroup`.
         proc_file: PathBuf,
     },
     /// `statfs(cgroup_root)` failed.
@@ -230,10 +230,10 @@ pub fn allow_devices(
 
 /// Finds the device cgroup of `pid` (module doc).
 pub fn find_device_cgroup(paths: &HostPaths, pid: i32) -> Result<DeviceCgroup, CgroupError> {
-    let proc_file = paths.proc_root.join(pid.to_string()).join("cgroup");
+    let proc_file = paths.procfs.join(pid.to_string()).join("cgroup");
     let text = read(&proc_file)?;
     let lines = parse_proc_cgroup(&text);
-    let mountinfo_path = paths.proc_root.join("self").join("mountinfo");
+    let mountinfo_path = paths.procfs.join("self").join("mountinfo");
     let v2 = crate::sys::bpf::is_cgroup2(&paths.cgroup_root)
         .map_err(|source| CgroupError::Version { source })?;
     if v2 {
@@ -515,15 +515,15 @@ bad line
 
     fn fake_host(proc_cgroup: &str, mountinfo: &str) -> (tempfile::TempDir, HostPaths) {
         let dir = tempfile::tempdir().unwrap();
-        let proc_root = dir.path().join("proc");
-        std::fs::create_dir_all(proc_root.join("42")).unwrap();
-        std::fs::create_dir_all(proc_root.join("self")).unwrap();
-        std::fs::write(proc_root.join("42/cgroup"), proc_cgroup).unwrap();
-        std::fs::write(proc_root.join("self/mountinfo"), mountinfo).unwrap();
+        let procfs = dir.path().join("proc");
+        std::fs::create_dir_all(procfs.join("42")).unwrap();
+        std::fs::create_dir_all(procfs.join("self")).unwrap();
+        std::fs::write(procfs.join("42/cgroup"), proc_cgroup).unwrap();
+        std::fs::write(procfs.join("self/mountinfo"), mountinfo).unwrap();
         let cgroup_root = dir.path().join("cgroup");
         std::fs::create_dir_all(&cgroup_root).unwrap();
         let paths = HostPaths {
-            proc_root,
+            procfs,
             cgroup_root,
             dev_root: dir.path().join("dev"),
             ..HostPaths::default()
@@ -538,12 +538,8 @@ bad line
             "30 25 0:26 / {}/devices rw - cgroup cgroup rw,devices\n",
             paths.cgroup_root.display()
         );
-        std::fs::write(paths.proc_root.join("self/mountinfo"), mountinfo).unwrap();
-        std::fs::write(
-            paths.proc_root.join("42/cgroup"),
-            "5:devices:/runc/c1\n0::/\n",
-        )
-        .unwrap();
+        std::fs::write(paths.procfs.join("self/mountinfo"), mountinfo).unwrap();
+        std::fs::write(paths.procfs.join("42/cgroup"), "5:devices:/runc/c1\n0::/\n").unwrap();
         assert_eq!(
             find_device_cgroup(&paths, 42).unwrap(),
             DeviceCgroup::V1(paths.cgroup_root.join("devices/runc/c1"))
@@ -566,7 +562,7 @@ bad line
     fn empty_plan_touches_nothing() {
         // No /proc files at all: an empty plan must not even look.
         let paths = HostPaths {
-            proc_root: PathBuf::from("/nonexistent"),
+            procfs: PathBuf::from("/nonexistent"),
             ..HostPaths::default()
         };
         allow_devices(&paths, 1, &[], &[]).unwrap();

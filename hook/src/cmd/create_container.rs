@@ -15,12 +15,12 @@
 //! namespace, found through `/proc/self`.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
 use hook::apply::{self, caps, root::ContainerRoot};
-use hook::config::{HookConfig, HostPaths};
+use hook::config::HookConfig;
 use hook::container::Bundle;
 use hook::ldconfig;
 use hook::runtime::fixups::Fixups;
@@ -72,16 +72,11 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     if !dirs.is_empty() {
         // This process is in the container's mount namespace already; its
         // pid as the host's procfs numbers it names that namespace.
-        let proc = PathBuf::from(apply::PID_PROC);
-        let me = std::fs::read_link(proc.join("self"))
+        let me = std::fs::read_link(cfg.paths.procfs.join("self"))
             .ok()
             .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
             .context("cannot read /proc/self: the container's mount namespace cannot be named")?;
-        let paths = HostPaths {
-            proc_root: proc,
-            ..cfg.paths.clone()
-        };
-        ldconfig::refresh(&paths, me, &bundle.rootfs, &dirs)?;
+        ldconfig::refresh(&cfg.paths, me, &bundle.rootfs, &dirs)?;
     }
     log::debug!("container {}: fix-ups done", state.id);
     Ok(())

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use clap::Args;
 use hook::apply::{self, caps, root::ContainerRoot, Target};
-use hook::config::{HookConfig, HostPaths};
+use hook::config::HookConfig;
 use hook::container::{self, Bundle};
 use hook::state::State;
 use hook::{cgroup, inventory, ldconfig};
@@ -79,14 +79,8 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
         serde_json::to_string(&plan).unwrap_or_else(|e| e.to_string())
     );
 
-    // `/proc/<pid>` is the kernel's procfs, whatever proc root stands for
-    // the driver's files (a simulated host in tests).
-    let pid_paths = HostPaths {
-        proc_root: PathBuf::from(apply::PID_PROC),
-        ..cfg.paths.clone()
-    };
     if !plan.device_rules.is_empty() {
-        cgroup::allow_devices(&pid_paths, pid, &plan.device_rules, &spec_rules)
+        cgroup::allow_devices(&cfg.paths, pid, &plan.device_rules, &spec_rules)
             .context("cannot allow the GPU devices in the container's device cgroup")?;
     }
     clock.lap("cgroup");
@@ -97,7 +91,7 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     apply::apply(&cfg.paths, &target, &plan)?;
     clock.lap("apply");
     if !plan.ldconfig_dirs.is_empty() {
-        ldconfig::refresh(&pid_paths, pid, &bundle.rootfs, &plan.ldconfig_dirs)?;
+        ldconfig::refresh(&cfg.paths, pid, &bundle.rootfs, &plan.ldconfig_dirs)?;
     }
     clock.lap("ldconfig");
     clock.total();
