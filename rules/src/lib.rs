@@ -55,6 +55,6 @@ pub use plan::{
     Plan, PlannedGpu, PlannedMig, ProcMask, Symlink, V1VolumeRef,
 };
 pub use refusal::{CudaTooNew, HostFact, Refusal};
-pub use request::{is_privileged, Delivery, Env, Request, Warning};
+pub use request::{is_privileged, is_v1_gpu_image, Delivery, Env, Request, Warning};
 pub use require::{Condition, Property, Requirement};
 pub use version::Version;

@@ -465,6 +465,16 @@ fn check_requirements(
     parents: &[&Gpu],
     cuda: Option<&Version>,
 ) -> Result<(), Refusal> {
+    // v1's label rule first: where the label is the cause, v1's message.
+    if let Some(label) = &req.v1_cuda_label {
+        let have = cuda.map_or((0, 0), |c| (c.major(), c.minor()));
+        if !v1_cuda_supported(label.major_minor, have) {
+            return Err(Refusal::V1CudaUnsupported {
+                driver_cuda: format!("{}.{}", have.0, have.1),
+                label: label.text.clone(),
+            });
+        }
+    }
     let driver = &inv.driver_version;
     let check_one = |gpu: Option<&Gpu>| -> Result<(), Refusal> {
         let facts = Facts {
@@ -484,15 +494,6 @@ fn check_requirements(
     } else {
         for g in parents {
             check_one(Some(g))?;
-        }
-    }
-    if let Some(label) = &req.v1_cuda_label {
-        let have = cuda.map_or((0, 0), |c| (c.major(), c.minor()));
-        if !v1_cuda_supported(label.major_minor, have) {
-            return Err(Refusal::V1CudaUnsupported {
-                driver_cuda: format!("{}.{}", have.0, have.1),
-                label: label.text.clone(),
-            });
         }
     }
     Ok(())

@@ -252,6 +252,57 @@ fn label_volumes(
     Some(set)
 }
 
+/// Whether `nvidia-docker run` gives an image GPUs: the v1 label
+/// `com.nvidia.volumes.needed`, or `NVIDIA_VISIBLE_DEVICES` (other than empty
+/// or `void`) in its environment, as modern CUDA images have.
+pub fn is_v1_gpu_image(labels: &BTreeMap<String, String>, image_env: &Env) -> bool {
+    let labelled = labels
+        .get(LABEL_VOLUMES_NEEDED)
+        .is_some_and(|v| !v.trim().is_empty());
+    labelled
+        || image_env.get(ENV_VISIBLE_DEVICES).is_some_and(|v| {
+            let v = v.trim();
+            !v.is_empty() && !v.eq_ignore_ascii_case("void")
+        })
+}
+
+/// `NVIDIA_DISABLE_REQUIRE` in the environment or `disable-require` in the
+/// configuration: no requirement is checked.
+fn requirements_disabled(env: &Env, config: &Config) -> bool {
+    config.disable_require
+        || env
+            .get(ENV_DISABLE_REQUIRE)
+            .is_some_and(parse_disable_require)
+}
+
+/// An image's requirements: every `NVIDIA_REQUIRE_*` but `_JETPACK`, and for
+/// a legacy image (`CUDA_VERSION` without `NVIDIA_REQUIRE_CUDA`)
+/// `cuda>=<major.minor>`; none when disabled.
+fn image_requirements(env: &Env, config: &Config) -> Result<Vec<Requirement>, Refusal> {
+    let mut requirements = Vec::new();
+    if requirements_disabled(env, config) {
+        return Ok(requirements);
+    }
+    for (name, value) in env.iter() {
+        if name.starts_with(ENV_REQUIRE_PREFIX) && name != ENV_REQUIRE_JETPACK {
+            let r = Requirement::parse(name, value).map_err(|error| Refusal::BadRequirement {
+                variable: name.to_owned(),
+                value: value.to_owned(),
+                error,
+            })?;
+            requirements.push(r);
+        }
+    }
+    if env.get(ENV_CUDA_VERSION).is_some() && env.get(ENV_REQUIRE_CUDA).is_none() {
+        let value = env.get(ENV_CUDA_VERSION).unwrap_or_default();
+        let v = Version::parse(value.trim()).map_err(|_| Refusal::BadCudaVersion {
+            value: value.to_owned(),
+        })?;
+        requirements.push(Requirement::legacy_cuda(&v));
+    }
+    Ok(requirements)
+}
+
 /// The capabilities v1's driver volume carried (no display, no ngx).
 fn v1_capabilities(supported: Capabilities) -> Capabilities {
     [
@@ -353,34 +404,12 @@ impl Request {
             None => Capabilities::default_set().intersection(supported),
         };
 
-        let disabled = config.disable_require
-            || env
-                .get(ENV_DISABLE_REQUIRE)
-                .is_some_and(parse_disable_require);
-        let mut requirements = Vec::new();
-        let mut v1_cuda_label = None;
-        if !disabled {
-            for (name, value) in env.iter() {
-                if name.starts_with(ENV_REQUIRE_PREFIX) && name != ENV_REQUIRE_JETPACK {
-                    let r = Requirement::parse(name, value).map_err(|error| {
-                        Refusal::BadRequirement {
-                            variable: name.to_owned(),
-                            value: value.to_owned(),
-                            error,
-                        }
-                    })?;
-                    requirements.push(r);
-                }
-            }
-            if legacy {
-                let value = env.get(ENV_CUDA_VERSION).unwrap_or_default();
-                let v = Version::parse(value.trim()).map_err(|_| Refusal::BadCudaVersion {
-                    value: value.to_owned(),
-                })?;
-                requirements.push(Requirement::legacy_cuda(&v));
-            }
-            v1_cuda_label = parse_v1_label(annotations)?;
-        }
+        let requirements = image_requirements(env, config)?;
+        let v1_cuda_label = if requirements_disabled(env, config) {
+            None
+        } else {
+            parse_v1_label(annotations)?
+        };
 
         Ok(Request {
             devices,
@@ -394,6 +423,31 @@ impl Request {
             compat: None,
             warnings,
         })
+    }
+
+    /// The request of v1's `nvidia-docker run|create` for an image: its
+    /// labels and its config's environment. Not a GPU container unless
+    /// [`is_v1_gpu_image`]; a modern image (`NVIDIA_VISIBLE_DEVICES` in its
+    /// environment, no label) gets v1's driver volume like a labelled one.
+    /// `NV_GPU` selects the GPUs (see [`Request::from_nv_gpu`]); the image's
+    /// `NVIDIA_REQUIRE_*` (or a legacy `CUDA_VERSION`) are checked after
+    /// v1's label rule.
+    pub fn from_v1_image(
+        nv_gpu: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        image_env: &Env,
+        config: &Config,
+    ) -> Result<Request, Refusal> {
+        if !is_v1_gpu_image(labels, image_env) {
+            return Request::from_nv_gpu(nv_gpu, &BTreeMap::new(), config);
+        }
+        let mut labels = labels.clone();
+        labels
+            .entry(LABEL_VOLUMES_NEEDED.to_owned())
+            .or_insert_with(|| V1Volume::NvidiaDriver.name().to_owned());
+        let mut req = Request::from_nv_gpu(nv_gpu, &labels, config)?;
+        req.requirements = image_requirements(image_env, config)?;
+        Ok(req)
     }
 
     /// The request of v1's `nvidia-docker run|create`: `NV_GPU` (spaces

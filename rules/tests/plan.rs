@@ -752,3 +752,73 @@ fn json_inventory_fixture() {
     let mask = p.proc_mask.as_ref().unwrap();
     assert_eq!(mask.gpus[1].proc_names()[0], "0000:0f:00.0");
 }
+
+/// `nvidia-docker run` of an image: the v1 label or `NVIDIA_VISIBLE_DEVICES`
+/// in its environment makes it a GPU image; either gets v1's driver volume.
+#[test]
+fn v1_image_requests() {
+    let cfg = Config::default();
+    let labels: BTreeMap<String, String> = [(
+        "com.nvidia.volumes.needed".to_owned(),
+        "nvidia_driver".to_owned(),
+    )]
+    .into();
+    let none = BTreeMap::new();
+    for (labels, image_env, gpu) in [
+        (&labels, env(&[]), true),
+        (&none, env(&[("NVIDIA_VISIBLE_DEVICES", "all")]), true),
+        (&none, env(&[("NVIDIA_VISIBLE_DEVICES", "void")]), false),
+        (&none, env(&[("NVIDIA_VISIBLE_DEVICES", " ")]), false),
+        (&none, env(&[("CUDA_VERSION", "12.2")]), false),
+    ] {
+        assert_eq!(
+            rules::is_v1_gpu_image(labels, &image_env),
+            gpu,
+            "{image_env:?}"
+        );
+        let req = Request::from_v1_image(Some("1"), labels, &image_env, &cfg).unwrap();
+        assert_eq!(req.is_gpu(), gpu, "{image_env:?}");
+        let p = plan(&host(2), &req, &cfg).unwrap();
+        assert_eq!(p.v1_volumes.len(), usize::from(gpu), "{p:?}");
+        assert_eq!(
+            p.gpus.iter().map(|g| g.index).collect::<Vec<_>>(),
+            if gpu { vec![1] } else { vec![] }
+        );
+    }
+}
+
+/// A v1 image whose label and `NVIDIA_REQUIRE_CUDA` are both too new is
+/// refused with v1's message (the label is checked first); with only the
+/// variable too new, with the rules' message.
+#[test]
+fn v1_image_label_refusal_comes_first() {
+    let cfg = Config::default();
+    let labels: BTreeMap<String, String> = [
+        (
+            "com.nvidia.volumes.needed".to_owned(),
+            "nvidia_driver".to_owned(),
+        ),
+        ("com.nvidia.cuda.version".to_owned(), "99.0".to_owned()),
+    ]
+    .into();
+    let image_env = env(&[("NVIDIA_REQUIRE_CUDA", "cuda>=99.0")]);
+    let req = Request::from_v1_image(None, &labels, &image_env, &cfg).unwrap();
+    let err = plan(&host(2), &req, &cfg).unwrap_err();
+    assert!(matches!(err, Refusal::V1CudaUnsupported { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("unsupported CUDA version: driver "),
+        "{err}"
+    );
+
+    let modern_only = env(&[
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("NVIDIA_REQUIRE_CUDA", "cuda>=99.0"),
+    ]);
+    let req = Request::from_v1_image(None, &BTreeMap::new(), &modern_only, &cfg).unwrap();
+    let err = plan(&host(2), &req, &cfg).unwrap_err();
+    assert!(
+        err.to_string().starts_with("CUDA 99.0 needs a newer driver"),
+        "{err}"
+    );
+}

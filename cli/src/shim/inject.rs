@@ -10,59 +10,28 @@
 //! Every decision (which GPUs, the CUDA checks, the volume name) comes from
 //! `rules`, as for `/docker/cli`.
 
-use std::collections::BTreeMap;
-
 use rules::request::{ENV_VISIBLE_DEVICES, LABEL_CUDA_VERSION, LABEL_VOLUMES_NEEDED};
-use rules::{plan, Config, Env, Inventory, Plan, Refusal, Request, RootfsFlavor};
+use rules::{is_v1_gpu_image, plan, Config, Env, Inventory, Plan, Refusal, Request};
 
 use super::engine::ImageConfig;
 use super::env::HookMode;
 use crate::v1::cli_options;
 
-/// True for a GPU image: the v1 label, or `NVIDIA_VISIBLE_DEVICES` (other
-/// than empty or `void`) in its environment (modern CUDA images).
+/// True for a GPU image (`rules::is_v1_gpu_image`): the v1 label, or
+/// `NVIDIA_VISIBLE_DEVICES` (other than empty or `void`) in its environment.
 pub fn is_gpu_image(image: &ImageConfig) -> bool {
-    let labelled = image
-        .labels
-        .get(LABEL_VOLUMES_NEEDED)
-        .is_some_and(|v| !v.trim().is_empty());
-    labelled
-        || visible_devices(image).is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("void"))
+    is_v1_gpu_image(&image.labels, &Env::from_oci(&image.env))
 }
 
-fn visible_devices(image: &ImageConfig) -> Option<String> {
-    Env::from_oci(&image.env)
-        .get(ENV_VISIBLE_DEVICES)
-        .map(|v| v.trim().to_owned())
-}
-
-/// The plan for a GPU image. The v1 label check runs first, so a labelled
-/// image too new for the driver gets v1's message; then the image's
-/// `NVIDIA_REQUIRE_*` (or legacy `CUDA_VERSION`) through `rules`.
+/// The plan for a GPU image (`rules::Request::from_v1_image`): v1's label
+/// rule, then the image's `NVIDIA_REQUIRE_*` (or legacy `CUDA_VERSION`).
 pub fn plan_for(
     inv: &Inventory,
     nv_gpu: Option<&str>,
     image: &ImageConfig,
     cfg: &Config,
 ) -> Result<Plan, Refusal> {
-    let mut labels = image.labels.clone();
-    let labelled = labels
-        .get(LABEL_VOLUMES_NEEDED)
-        .is_some_and(|v| !v.trim().is_empty());
-    if !labelled {
-        // A modern image: it gets v1's driver volume like a labelled one.
-        labels.insert(LABEL_VOLUMES_NEEDED.to_owned(), "nvidia_driver".to_owned());
-    }
-    let mut req = Request::from_nv_gpu(nv_gpu, &labels, cfg)?;
-    plan(inv, &req, cfg)?;
-    let modern = Request::from_container(
-        &Env::from_oci(&image.env),
-        &BTreeMap::new(),
-        true,
-        RootfsFlavor::default(),
-        cfg,
-    )?;
-    req.requirements = modern.requirements;
+    let req = Request::from_v1_image(nv_gpu, &image.labels, &Env::from_oci(&image.env), cfg)?;
     plan(inv, &req, cfg)
 }
 
