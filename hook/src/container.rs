@@ -12,7 +12,10 @@
 //!
 //! The rootfs flavour (where libraries go) is decided here, by looking into
 //! the rootfs with `openat2(RESOLVE_IN_ROOT)` ([`detect_flavor`]); `rules`
-//! never looks.
+//! never looks. So is the image's CUDA forward-compatibility library
+//! ([`crate::compat`]). [`complete_request`] does both, for the prestart
+//! hook and the runc wrapper alike, so that both give `rules::plan` the
+//! same request.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -276,6 +279,36 @@ pub fn detect_flavor(root: &ContainerRoot) -> RootfsFlavor {
     }
 }
 
+/// A GPU container's request completed from its root: the rootfs flavour
+/// ([`detect_flavor`]) and, when the plan would consider one
+/// ([`rules::compat::compat_considered`]: compute, `cuda-compat-mode` not
+/// `disabled`), the image's CUDA forward-compatibility library
+/// ([`crate::compat::find_compat_lib_or_warn`]: a malformed one is logged
+/// and ignored, never a reason to refuse the container).
+pub fn complete_request(request: Request, root: &ContainerRoot, config: &rules::Config) -> Request {
+    let request = Request {
+        rootfs: detect_flavor(root),
+        ..request
+    };
+    if !rules::compat::compat_considered(&request, config) {
+        return request;
+    }
+    match crate::compat::find_compat_lib_or_warn(root) {
+        Some(lib) => {
+            log::debug!(
+                "CUDA forward compatibility: the image has libcuda.so.{} ({})",
+                lib.version,
+                match &lib.note {
+                    Some(n) => format!("CUDA {}, driver branches {:?}", n.cuda, n.drivers),
+                    None => "no note".to_owned(),
+                }
+            );
+            request.with_compat(lib)
+        }
+        None => request,
+    }
+}
+
 impl Bundle {
     /// The runc wrapper already wrote the GPU plan into this spec (its
     /// annotation [`crate::runtime::spec::ANNOTATION_PLAN`]): a hook also
@@ -399,6 +432,59 @@ mod tests {
         let spec = b.spec().unwrap();
         assert_eq!(spec_device_rules(&spec), b.device_rules().unwrap());
         assert_eq!(b.device_rules().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn complete_request_finds_the_compat_library_only_when_the_plan_would_use_it() {
+        use fixtures::elf::{Arch, SharedObject};
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/debian_version"), "12\n").unwrap();
+        std::fs::create_dir_all(r.join("usr/local/cuda/compat")).unwrap();
+        let lib = SharedObject::new(Arch::X86_64, "libcuda.so.1")
+            .with_note(
+                crate::compat::NOTE_SECTION,
+                crate::compat::NOTE_OWNER,
+                1,
+                br#"{"format":1,"CUDA version":"12.9","driver":[535,575]}"#,
+            )
+            .to_bytes()
+            .unwrap();
+        std::fs::write(r.join("usr/local/cuda/compat/libcuda.so.575.57.08"), lib).unwrap();
+        let root = ContainerRoot::open(r).unwrap();
+        let request = |env: &[&str], cfg: &rules::Config| {
+            let env = Env::from_oci(env.iter().map(|s| (*s).to_owned()));
+            let req =
+                Request::from_container(&env, &BTreeMap::new(), false, RootfsFlavor::Lib64, cfg)
+                    .unwrap();
+            complete_request(req, &root, cfg)
+        };
+        let cfg = rules::Config::default();
+        let req = request(&["NVIDIA_VISIBLE_DEVICES=all"], &cfg);
+        assert_eq!(req.rootfs, RootfsFlavor::DebianLike);
+        let compat = req.compat.expect("compute is a default capability");
+        assert_eq!(compat.version.to_string(), "575.57.08");
+        assert_eq!(compat.note.unwrap().drivers, [535, 575]);
+        // Video implies compute libraries.
+        let video = &[
+            "NVIDIA_VISIBLE_DEVICES=0",
+            "NVIDIA_DRIVER_CAPABILITIES=video",
+        ];
+        assert!(request(video, &cfg).compat.is_some());
+        // Not looked for: no compute, or the mode is disabled.
+        let utility = &[
+            "NVIDIA_VISIBLE_DEVICES=0",
+            "NVIDIA_DRIVER_CAPABILITIES=utility",
+        ];
+        assert_eq!(request(utility, &cfg).compat, None);
+        let disabled = rules::Config {
+            cuda_compat: rules::CudaCompatMode::Disabled,
+            ..rules::Config::default()
+        };
+        let req = request(&["NVIDIA_VISIBLE_DEVICES=all"], &disabled);
+        assert_eq!(req.compat, None);
+        assert_eq!(req.rootfs, RootfsFlavor::DebianLike);
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //! - [`ldcache`], [`discover`], [`snapshot`], [`inventory`]: the inventory.
 //! - [`sys`]: every syscall (the only module allowed `unsafe`).
 //! - [`state`], [`container`]: the OCI state on stdin and the bundle's spec.
+//! - [`compat`]: the image's CUDA forward-compatibility library, read
+//!   inside the container root.
 //! - [`apply`], [`cgroup`], [`ldconfig`]: executing a plan in a container.
 
 pub mod apply;
 pub mod cgroup;
+pub mod compat;
 pub mod config;
 pub mod container;
 pub mod discover;

@@ -10,7 +10,9 @@
 //! On `create` ([`prepare`]): `<bundle>/config.json` is read through
 //! [`crate::container::Bundle`] (the same reading as the prestart hook); a
 //! container that asks for no GPU is left byte-identical. Otherwise the
-//! rootfs flavour is looked up inside the root, the inventory snapshot
+//! rootfs flavour and the image's CUDA forward-compatibility library are
+//! looked up inside the root ([`container::complete_request`], as the
+//! prestart hook does), the inventory snapshot
 //! loaded, `rules::plan` called (a refusal fails `create` with its line) and
 //! the plan written into the spec ([`spec::apply_plan`]): devices and their
 //! cgroup rules, driver mounts and environment are then the runtime's to
@@ -78,7 +80,8 @@ pub enum RuntimeError {
     /// The bundle's spec could not be read.
     #[error(transparent)]
     Container(#[from] ContainerError),
-    /// The rootfs could not be opened to look up its flavour.
+    /// The rootfs could not be opened to look into it (flavour, compat
+    /// library).
     #[error("cannot open the container's root file system {}", path.display())]
     Rootfs {
         /// The rootfs.
@@ -244,10 +247,8 @@ pub fn prepare(
         path: bundle.rootfs.clone(),
         source,
     })?;
-    let request = rules::Request {
-        rootfs: container::detect_flavor(&root),
-        ..request
-    };
+    let request = container::complete_request(request, &root, rules_cfg);
+    drop(root);
     let inv = inventory().map_err(RuntimeError::Inventory)?;
     let plan = rules::plan(&inv, &request, rules_cfg)?;
     let bytes = std::fs::read(&bundle.config_path).map_err(|source| {

@@ -268,6 +268,74 @@ fn refusal_leaves_the_spec_untouched() {
     }
 }
 
+/// The image's CUDA forward-compatibility library (CUDA 12.9 for branches
+/// 535..575) is found by the wrapper as by the prestart hook: on the 535
+/// host (CUDA 12.2) a `cuda>=12.9` image is planned with the compat
+/// directory first for the linker cache instead of being refused; without
+/// the library, or with `cuda-compat-mode = "disabled"`, it is refused.
+#[test]
+fn compat_library_in_the_image_is_used() {
+    use fixtures::elf::{Arch, SharedObject};
+    let sim = Sim::new(1);
+    let cfg = sim.config();
+    let env = [
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "NVIDIA_REQUIRE_CUDA=cuda>=12.9",
+    ];
+    let prepare = |dir: &Path, rules: &rules::Config| {
+        runtime::prepare(dir, rules, &settings(), || hook::inventory::discover(&cfg))
+    };
+
+    let (dir, _) = bundle(&env);
+    let err = prepare(dir.path(), &cfg.rules).unwrap_err();
+    assert!(matches!(err, RuntimeError::Refused(_)), "{err}");
+
+    let compat = dir.path().join("rootfs/usr/local/cuda/compat");
+    std::fs::create_dir_all(&compat).unwrap();
+    let lib = SharedObject::new(Arch::X86_64, "libcuda.so.1")
+        .with_note(
+            hook::compat::NOTE_SECTION,
+            hook::compat::NOTE_OWNER,
+            1,
+            br#"{"format":1,"CUDA version":"12.9","driver":[535,550,560,565,570,575],"device":[1,2]}"#,
+        )
+        .to_bytes()
+        .unwrap();
+    std::fs::write(compat.join("libcuda.so.575.57.08"), lib).unwrap();
+
+    let disabled = rules::Config {
+        cuda_compat: rules::CudaCompatMode::Disabled,
+        ..cfg.rules.clone()
+    };
+    let err = prepare(dir.path(), &disabled).unwrap_err();
+    assert!(matches!(err, RuntimeError::Refused(_)), "{err}");
+
+    let Outcome::Rewritten(plan) = prepare(dir.path(), &cfg.rules).unwrap() else {
+        panic!("not rewritten")
+    };
+    assert_eq!(plan.cuda_compat, Some(rules::CompatDecision::Use));
+    assert_eq!(plan.cuda_version.unwrap().to_string(), "12.9");
+    assert_eq!(plan.ldconfig_dirs[0].as_str(), "/usr/local/cuda/compat");
+    // The createContainer step gives the compat directory to ldconfig first.
+    let spec = read(&dir.path().join("config.json"));
+    let args = strings(&spec["hooks"]["createContainer"][0]["args"]);
+    let dirs: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--ldconfig-dir")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(dirs[0], "/usr/local/cuda/compat", "{args:?}");
+    // Nothing of the image is mounted.
+    assert!(
+        !spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"].as_str().unwrap().contains("compat")),
+        "{spec}"
+    );
+}
+
 #[test]
 fn a_spec_of_the_wrong_shape_is_named() {
     let sim = Sim::new(1);

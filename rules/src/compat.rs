@@ -17,7 +17,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::capability::Capability;
+use crate::config::{Config, CudaCompatMode};
+use crate::files::library_capabilities;
 use crate::path::ContainerPath;
+use crate::request::Request;
 use crate::version::Version;
 
 /// Where images keep the compat libraries.
@@ -91,6 +95,16 @@ pub enum CompatDecision {
     Unknown,
 }
 
+/// Whether a plan for `req` under `cfg` looks at a compat library at all:
+/// a GPU container whose libraries include compute (asked for, or implied
+/// by video), with `cuda-compat-mode` not `disabled`. Callers look into the
+/// image only then; [`crate::plan()`] asks the same question.
+pub fn compat_considered(req: &Request, cfg: &Config) -> bool {
+    req.is_gpu()
+        && cfg.cuda_compat == CudaCompatMode::Ldconfig
+        && library_capabilities(req.capabilities).contains(Capability::Compute)
+}
+
 /// Decides whether the image's compat library should be used.
 pub fn forward_compat(
     lib: &CompatLib,
@@ -152,6 +166,49 @@ mod tests {
         assert!(CompatNote::from_json("{}").is_err());
         assert!(CompatNote::from_json(r#"{"CUDA version":"x"}"#).is_err());
         assert!(CompatNote::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn considered_for_gpu_compute_unless_disabled() {
+        use crate::request::Env;
+        let req = |env: &[&str], cfg: &Config| {
+            Request::from_container(
+                &Env::from_oci(env),
+                &Default::default(),
+                false,
+                Default::default(),
+                cfg,
+            )
+            .unwrap()
+        };
+        let on = Config::default();
+        let off = Config {
+            cuda_compat: CudaCompatMode::Disabled,
+            ..Config::default()
+        };
+        for (env, cfg, expected) in [
+            (&["NVIDIA_VISIBLE_DEVICES=all"][..], &on, true),
+            (&["NVIDIA_VISIBLE_DEVICES=all"][..], &off, false),
+            (&["NVIDIA_VISIBLE_DEVICES=void"][..], &on, false),
+            (
+                &[
+                    "NVIDIA_VISIBLE_DEVICES=0",
+                    "NVIDIA_DRIVER_CAPABILITIES=video",
+                ][..],
+                &on,
+                true,
+            ),
+            (
+                &[
+                    "NVIDIA_VISIBLE_DEVICES=0",
+                    "NVIDIA_DRIVER_CAPABILITIES=utility",
+                ][..],
+                &on,
+                false,
+            ),
+        ] {
+            assert_eq!(compat_considered(&req(env, cfg), cfg), expected, "{env:?}");
+        }
     }
 
     #[test]

@@ -42,8 +42,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::capability::{Capabilities, Capability};
-use crate::compat::{compat_dir, forward_compat, CompatDecision};
-use crate::config::{Config, CudaCompatMode};
+use crate::compat::{compat_considered, compat_dir, forward_compat, CompatDecision};
+use crate::config::Config;
 use crate::device::{resolve, DeviceRequest, PciBusId, Selection};
 use crate::files::{
     binary_spec, library_capabilities, library_dir, library_spec, ElfClass, FileKind, BINARY_DIR,
@@ -721,9 +721,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     let mut cuda_compat = None;
     let mut compat_used = false;
     if let Some(lib) = &req.compat {
-        if cfg.cuda_compat == CudaCompatMode::Ldconfig
-            && library_capabilities(caps).contains(Capability::Compute)
-        {
+        if compat_considered(req, cfg) {
             let decision = forward_compat(lib, Some(&inv.driver_version), host_cuda.as_ref());
             if decision == CompatDecision::Use {
                 compat_used = true;

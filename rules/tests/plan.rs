@@ -818,7 +818,8 @@ fn v1_image_label_refusal_comes_first() {
     let req = Request::from_v1_image(None, &BTreeMap::new(), &modern_only, &cfg).unwrap();
     let err = plan(&host(2), &req, &cfg).unwrap_err();
     assert!(
-        err.to_string().starts_with("CUDA 99.0 needs a newer driver"),
+        err.to_string()
+            .starts_with("CUDA 99.0 needs a newer driver"),
         "{err}"
     );
 }

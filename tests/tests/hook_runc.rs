@@ -316,3 +316,63 @@ fn user_namespace_binds_host_nodes_v1() {
     inside.assert_gpus(&host, &[0, 2], &out);
     assert!(out.stdout.contains("owner 0:0"), "{out}");
 }
+
+/// CUDA forward compatibility (specs.md §1.5): on the 535.104.05 host
+/// (CUDA 12.2), a `cuda>=12.9` image is refused, unless it carries the
+/// compat `libcuda.so.575.57.08` whose `.note.cuda.fwd_compatibility` says
+/// CUDA 12.9 for driver branches 535..575. Then it starts, and the linker
+/// cache lists the compat directory's `libcuda.so.1` (the link `ldconfig`
+/// made there) before the host driver's. Nothing of the image is mounted.
+#[test]
+fn cuda_compat_library_lets_a_newer_cuda_image_start() {
+    require!(Prereq::Runc, Prereq::CgroupV1);
+    let host = SimHost::synthetic(1).unwrap();
+    let hook = host.prestart_hook().unwrap();
+    let script = r#"ldconfig -p | grep -E '^[[:space:]]*libcuda\.so\.1 ' | sed 's/^[[:space:]]*/ldconfig /'
+echo "link $(readlink /usr/local/cuda/compat/libcuda.so.1)"
+echo "mounts $(grep -c compat /proc/self/mountinfo)"
+echo started"#;
+    let build = || {
+        Bundle::builder(Variant::Debian)
+            .sh(script)
+            .env("NVIDIA_VISIBLE_DEVICES", "all")
+            .env("NVIDIA_REQUIRE_CUDA", "cuda>=12.9")
+            .hook(HookStage::Prestart, &hook)
+            .build()
+            .unwrap()
+    };
+    refused(build(), &["CUDA 12.9 needs driver >=", "535.104.05"]);
+
+    let bundle = build();
+    let compat = bundle.rootfs().join("usr/local/cuda/compat");
+    std::fs::create_dir_all(&compat).unwrap();
+    let lib = fixtures::elf::SharedObject::new(fixtures::elf::Arch::X86_64, "libcuda.so.1")
+        .with_note(
+            ".note.cuda.fwd_compatibility",
+            "NVIDIA Corporation",
+            1,
+            br#"{"format":1,"CUDA version":"12.9","driver":[535,550,560,565,570,575],"device":[1,2,7,8,9,10,11,12,13,14]}"#,
+        )
+        .to_bytes()
+        .unwrap();
+    std::fs::write(compat.join("libcuda.so.575.57.08"), lib).unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_success();
+    let ldconfig: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ldconfig "))
+        .collect();
+    assert_eq!(ldconfig.len(), 2, "compat and host libcuda.so.1:\n{out}");
+    assert!(
+        ldconfig[0].ends_with("=> /usr/local/cuda/compat/libcuda.so.1"),
+        "the compat library comes first:\n{out}"
+    );
+    assert!(
+        ldconfig[1].ends_with(&format!("=> {}/libcuda.so.1", lib_dir(Variant::Debian))),
+        "{out}"
+    );
+    assert!(out.stdout.contains("link libcuda.so.575.57.08\n"), "{out}");
+    assert!(out.stdout.contains("mounts 0\n"), "{out}");
+    assert!(out.stdout.ends_with("started\n"), "{out}");
+}

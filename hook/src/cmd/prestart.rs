@@ -2,8 +2,9 @@
 //!
 //! Reads the state on stdin and the bundle's `config.json`; a container that
 //! asks for no GPU ends there (exit 0, no inventory, no fork). Otherwise:
-//! capabilities cut to the hook's set, rootfs flavour, inventory snapshot,
-//! plan (a refusal ends here with its one line), device cgroup, apply in
+//! capabilities cut to the hook's set, rootfs flavour and the image's CUDA
+//! forward-compatibility library ([`container::complete_request`]),
+//! inventory snapshot, plan (a refusal ends here with its one line), device cgroup, apply in
 //! the container's mount namespace, linker cache.
 //!
 //! Also the toolkit's calling convention for the name
@@ -63,11 +64,9 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     caps::keep(caps::Step::Hook)?;
     let pid = state.require_pid()?;
     let spec_rules = bundle.device_rules()?;
-    let flavor = container::detect_flavor(&ContainerRoot::open(&bundle.rootfs)?);
-    let request = rules::Request {
-        rootfs: flavor,
-        ..request
-    };
+    let root = ContainerRoot::open(&bundle.rootfs)?;
+    let request = container::complete_request(request, &root, &cfg.rules);
+    drop(root);
     log::debug!("request: {request:?}");
     clock.lap("read");
     let inv = inventory::load_or_discover(&cfg)?;

@@ -5,10 +5,11 @@
 //! resolved with [`openat2`] and [`IN_ROOT`]. Errors record every argument.
 //! Descriptors are printed by number: a path read back from a descriptor
 //! would be racy (an "unsafe path", pathrs' term) and is never needed to act.
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -206,6 +207,24 @@ pub enum FsError {
         #[source]
         source: Errno,
     },
+    /// `getdents(2)` through `fdopendir(3)`/`readdir(3)`.
+    #[error("readdir(fd {fd})")]
+    Readdir {
+        /// The directory descriptor.
+        fd: RawFd,
+        /// The cause.
+        #[source]
+        source: Errno,
+    },
+    /// A descriptor reopened through `/proc/self/fd` is not the file it
+    /// was opened from (device or inode differ).
+    #[error("reopen(fd {fd}, {flags:?}): /proc/self/fd/{fd} is another file")]
+    ReopenMismatch {
+        /// The descriptor reopened.
+        fd: RawFd,
+        /// Flags of the new descriptor.
+        flags: OFlag,
+    },
     /// `/proc/self/fd` is not on a procfs (something is mounted over it).
     #[error("/proc/self/fd is not procfs (file system type {fs_type:#x}); refusing to use it")]
     NotProcfs {
@@ -242,7 +261,9 @@ impl FsError {
             | FsError::Stat { source, .. }
             | FsError::Fstatfs { source, .. }
             | FsError::Fchown { source, .. }
-            | FsError::Fchmod { source, .. } => *source,
+            | FsError::Fchmod { source, .. }
+            | FsError::Readdir { source, .. } => *source,
+            FsError::ReopenMismatch { .. } => Errno::ESTALE,
             FsError::Write { source, .. } => source
                 .raw_os_error()
                 .map(Errno::from_raw)
@@ -404,6 +425,55 @@ pub fn lstatat(dirfd: &impl AsFd, name: &str) -> Result<FileStat, FsError> {
             source,
         }
     })
+}
+
+/// Calls `f` with each name in the directory behind `dir` (a descriptor
+/// opened `O_RDONLY | O_DIRECTORY`; a duplicate is read, `dir` stays
+/// open), `.` and `..` left out.
+pub fn read_dir(dir: &impl AsFd, mut f: impl FnMut(&OsStr)) -> Result<(), FsError> {
+    let err = |source| FsError::Readdir {
+        fd: raw(dir),
+        source,
+    };
+    let dup = dir
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| err(e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)))?;
+    let mut stream = nix::dir::Dir::from_fd(dup).map_err(err)?;
+    for entry in stream.iter() {
+        let entry = entry.map_err(err)?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name != "." && name != ".." {
+            f(name);
+        }
+    }
+    Ok(())
+}
+
+/// Opens the file behind `fd` (typically an `O_PATH` descriptor whose type
+/// was checked with [`fstat`]) again with `flags`, through
+/// `/proc/self/fd/N` once that is known to be a real procfs, and checks
+/// that the new descriptor is the same file. The file itself is never
+/// looked up by name again, so it cannot be swapped for a FIFO or a device
+/// in between (pathrs' "reopen"). `flags` must not hold `O_NOFOLLOW`: the
+/// magic link is followed, which is the point.
+pub fn reopen(fd: &impl AsFd, flags: OFlag) -> Result<OwnedFd, FsError> {
+    let dir = open_host(
+        Path::new("/proc/self/fd"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+    )?;
+    if !is_procfs(&dir)? {
+        return Err(FsError::NotProcfs {
+            fs_type: fs_type(&dir)?.0,
+        });
+    }
+    let name = raw(fd).to_string();
+    let new = openat(&dir, &name, flags & !OFlag::O_NOFOLLOW, 0)?;
+    let (a, b) = (fstat(fd)?, fstat(&new)?);
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return Err(FsError::ReopenMismatch { fd: raw(fd), flags });
+    }
+    Ok(new)
 }
 
 /// `stat(path)` of a host path (follows symlinks).
