@@ -303,7 +303,19 @@ pub fn openat2(
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(resolve);
-    nix::fcntl::openat2(dirfd.as_fd(), path, how).map_err(|source| FsError::Openat2 {
+    // With RESOLVE_IN_ROOT or RESOLVE_BENEATH the kernel answers EAGAIN when
+    // a rename or mount anywhere on the system raced a `..` step and it
+    // cannot prove the walk stayed inside; openat2(2) says to retry. Busy
+    // hosts (many containers starting at once) hit it; an attacker who
+    // keeps renaming only gets the bounded retries, then this error.
+    let mut result = nix::fcntl::openat2(dirfd.as_fd(), path, how);
+    for _ in 0..OPENAT2_RETRIES {
+        if !matches!(result, Err(Errno::EAGAIN)) {
+            break;
+        }
+        result = nix::fcntl::openat2(dirfd.as_fd(), path, how);
+    }
+    result.map_err(|source| FsError::Openat2 {
         dirfd: raw(dirfd),
         path: path.to_path_buf(),
         flags,
@@ -311,6 +323,10 @@ pub fn openat2(
         source,
     })
 }
+
+/// How many times [`openat2`] retries a walk the kernel could not vouch for
+/// (`EAGAIN`), as libpathrs does.
+const OPENAT2_RETRIES: usize = 128;
 
 /// `openat(dirfd, name, flags | O_CLOEXEC, mode)`, for creating one name
 /// (callers pass `O_CREAT | O_EXCL | O_NOFOLLOW`).
