@@ -32,7 +32,17 @@ pub fn shipped_hooks_file() -> PathBuf {
 /// running test binary (`target/<profile>/`, the test being in `deps/`).
 pub fn hook_binary() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os(ENV_HOOK_BINARY) {
-        return Ok(PathBuf::from(p));
+        // A relative path is taken from the workspace root (tests run in
+        // tests/, and runtimes run hooks from elsewhere): it must be
+        // absolute in a config.json.
+        let p = PathBuf::from(p);
+        let p = if p.is_relative() {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+        } else {
+            p
+        };
+        return std::fs::canonicalize(&p)
+            .with_context(|| format!("{ENV_HOOK_BINARY}={} does not exist", p.display()));
     }
     let exe = std::env::current_exe().context("current_exe")?;
     let mut tried = Vec::new();
