@@ -73,11 +73,21 @@ pub struct SimHost {
 impl SimHost {
     /// Generates `desc` (see `fixtures::driver_root::generate`).
     pub fn generate(desc: HostDescription) -> anyhow::Result<SimHost> {
+        SimHost::generate_with(desc, |_| ())
+    }
+
+    /// Generates `desc` with generator options changed by `edit` (e.g. the
+    /// IPC sockets of `Options::ipc`).
+    pub fn generate_with(
+        desc: HostDescription,
+        edit: impl FnOnce(&mut Options),
+    ) -> anyhow::Result<SimHost> {
         let dir = tempfile::Builder::new()
             .prefix("e2e-simhost-")
             .tempdir()
             .context("cannot create a simulated host directory")?;
-        let opts = Options::locate().context("build the workspace first")?;
+        let mut opts = Options::locate().context("build the workspace first")?;
+        edit(&mut opts);
         let layout = generate(&desc, &dir.path().join("host"), &opts)
             .context("cannot generate the simulated host")?;
         let host = SimHost { dir, desc, layout };

@@ -376,3 +376,45 @@ echo started"#;
     assert!(out.stdout.contains("mounts 0\n"), "{out}");
     assert!(out.stdout.ends_with("started\n"), "{out}");
 }
+
+/// The IPC paths of a host running nvidia-persistenced, nv-fabricmanager
+/// and MPS are bind-mounted writable but `nosuid,nodev,noexec` (utility for
+/// the sockets, compute for the MPS pipe directory), and the graphics
+/// capability gets the application profile limiting EGL to the selected
+/// GPUs.
+#[test]
+fn ipc_paths_and_graphics_app_profile_v1() {
+    require!(Prereq::Runc, Prereq::CgroupV1);
+    let desc = fixtures::host_desc::HostDescription::synthetic(2, "535.104.05", "12.2");
+    let host = SimHost::generate_with(desc, |o| o.ipc = true).unwrap();
+    let bundle = Bundle::builder(Variant::Debian)
+        .sh("grep -E 'nvidia-persistenced|nvidia-fabricmanager|nvidia-mps' /proc/mounts | cut -d' ' -f2,4; \
+             echo ---; cat /etc/nvidia/nvidia-application-profiles-rc.d/10-container.conf")
+        .env("NVIDIA_VISIBLE_DEVICES", "1")
+        .env("NVIDIA_DRIVER_CAPABILITIES", "utility,compute,graphics")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_success();
+    let (mounts, profile) = out.stdout.split_once("---\n").expect("two parts");
+    for path in [
+        "/run/nvidia-persistenced/socket",
+        "/run/nvidia-fabricmanager/socket",
+        "/tmp/nvidia-mps",
+    ] {
+        let line = mounts
+            .lines()
+            .find(|l| l.split(' ').next().is_some_and(|p| p.ends_with(path)))
+            .unwrap_or_else(|| panic!("{path} is not mounted:\n{out}"));
+        let opts: Vec<&str> = line.split(' ').nth(1).unwrap_or("").split(',').collect();
+        for want in ["rw", "nosuid", "nodev", "noexec"] {
+            assert!(opts.contains(&want), "{path} lacks {want}: {line}\n{out}");
+        }
+    }
+    // GPU 1 only: the EGL device mask has its bit (minor 1) alone.
+    assert!(
+        profile.contains(r#"["EGLVisibleDGPUDevices", 0x2]"#),
+        "{out}"
+    );
+}
