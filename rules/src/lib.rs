@@ -23,7 +23,7 @@
 //!
 //! What this crate must never do: read a file, the environment or the clock,
 //! start a process, open a socket, call NVML. `clippy.toml` bans the std
-//! entry points and `tests/deps.rs` checks that no dependency does I/O.
+//! entry points and the workspace test `tests/tests/layering.rs` checks that no dependency does I/O.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
