@@ -117,8 +117,9 @@ pub struct Bundle {
     /// [`rules::is_privileged`]).
     pub privileged: bool,
     /// The root file system, absolute (crun's state `root` when given, else
-    /// `root.path` joined to the bundle when relative), as the runtime sees
-    /// it: the path is the runtime's, never the image's.
+    /// `root.path` joined to the bundle when relative, then cleaned
+    /// lexically as runc does: [`clean_path`]), as the runtime sees it: the
+    /// path is the runtime's, never the image's.
     pub rootfs: PathBuf,
     bytes: Vec<u8>,
 }
@@ -145,8 +146,8 @@ impl Bundle {
         annotations.extend(raw.annotations.unwrap_or_default());
         let rootfs = match (&state.root, raw.root.and_then(|r| r.path)) {
             (Some(root), _) => root.clone(),
-            (None, Some(p)) if p.is_absolute() => p,
-            (None, Some(p)) if !p.as_os_str().is_empty() => state.bundle.join(p),
+            (None, Some(p)) if p.is_absolute() => clean_path(&p),
+            (None, Some(p)) if !p.as_os_str().is_empty() => clean_path(&state.bundle.join(p)),
             _ => return Err(ContainerError::NoRoot { path: config_path }),
         };
         Ok(Bundle {
@@ -221,6 +222,34 @@ pub fn spec_device_rules(spec: &Spec) -> Vec<LinuxDeviceCgroup> {
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone())
         .unwrap_or_default()
+}
+
+/// `path` cleaned lexically, as Go's `filepath.Clean` does (what runc
+/// applies to `root.path` before it mounts the root): `.` components
+/// dropped, each `..` removes the component before it, `..` at `/` stays at
+/// `/`. No symlink is followed: `rootfs/usr/..` is `rootfs` even when
+/// `rootfs/usr` is a link elsewhere, because that is the root the container
+/// runs in.
+pub fn clean_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            _ => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, ContainerError> {
@@ -351,6 +380,58 @@ mod tests {
         assert!(!req.is_gpu());
         assert_eq!(b.rootfs, state.bundle.join("rootfs"));
         assert!(!b.privileged);
+    }
+
+    #[test]
+    fn root_path_is_cleaned_lexically_like_runc() {
+        for (given, want) in [
+            ("rootfs", "B/rootfs"),
+            ("rootfs/usr/..", "B/rootfs"),
+            ("./rootfs/./", "B/rootfs"),
+            ("rootfs/a/b/../../", "B/rootfs"),
+            ("../../../../x", "/x"),
+            ("/abs//root/link/..", "/abs/root"),
+            ("/..", "/"),
+        ] {
+            let (d, state) = bundle(&format!(r#"{{"root":{{"path":{given:?}}}}}"#), "");
+            let want = want.replacen('B', d.path().to_str().unwrap(), 1);
+            let want = clean_path(Path::new(&want));
+            assert_eq!(Bundle::load(&state).unwrap().rootfs, want, "{given}");
+        }
+        assert_eq!(clean_path(Path::new("a/../..")), PathBuf::from(".."));
+        assert_eq!(clean_path(Path::new("a/..")), PathBuf::from("."));
+    }
+
+    #[test]
+    fn root_through_a_link_then_dotdot_is_the_lexical_one() {
+        // `rootfs/link/..` with `rootfs/link` -> elsewhere: the physical
+        // path is elsewhere's parent; runc runs the container in `rootfs`.
+        let (d, state) = bundle(r#"{"root":{"path":"rootfs/link/.."}}"#, "");
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(elsewhere.path().join("sub")).unwrap();
+        std::fs::create_dir_all(d.path().join("rootfs")).unwrap();
+        std::fs::write(d.path().join("rootfs/marker"), "").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("sub"), d.path().join("rootfs/link"))
+            .unwrap();
+        let b = Bundle::load(&state).unwrap();
+        assert_eq!(b.rootfs, d.path().join("rootfs"));
+        let root = ContainerRoot::open(&b.rootfs).unwrap();
+        assert!(root.exists(&cpath("/marker")).unwrap());
+    }
+
+    #[test]
+    fn a_root_that_is_not_a_directory_is_refused() {
+        let (d, state) = bundle(r#"{"root":{"path":"rootfs"}}"#, "");
+        std::fs::write(d.path().join("rootfs"), "a file").unwrap();
+        let b = Bundle::load(&state).unwrap();
+        let e = ContainerRoot::open(&b.rootfs).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the container root {:?} is not a directory; the bundle's \"root\": {{\"path\": ...}} must name the root file system's directory",
+                d.path().join("rootfs")
+            )
+        );
     }
 
     #[test]

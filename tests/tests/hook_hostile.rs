@@ -375,3 +375,28 @@ fn hostile_images_cannot_reach_the_host() {
         }
     }
 }
+
+/// Issue 13, finding 1: `root.path` through an image symlink and then `..`
+/// (`rootfs/link/..`, `rootfs/link` -> a host directory) names, for runc,
+/// the lexically cleaned `rootfs`; the hook must work there, not in the
+/// host directory the link's parent physically is.
+#[test]
+fn root_path_through_a_link_then_dotdot_stays_in_the_runtimes_root() {
+    require!(Prereq::Runc, Prereq::CgroupV1);
+    let host = SimHost::synthetic(2).unwrap();
+    let sentinels = Sentinels::new();
+    fs::create_dir_all(sentinels.path().join("sub")).unwrap();
+    let case = Case {
+        name: "root.path rootfs/link/.., link -> host directory",
+        image: Box::new(|r, s| symlink(s.join("sub"), r.join("link")).unwrap()),
+        // The GPU's node and the driver library are where the container
+        // sees them (the sentinels prove they are not on the host).
+        config: Box::new(|b| {
+            b.sh("test -c /dev/nvidia0 && test -e /usr/lib/x86_64-linux-gnu/libcuda.so.1 && echo started")
+                .with_config(|c: &mut Value| c["root"]["path"] = "rootfs/link/..".into())
+        }),
+        absent_inside: &[],
+    };
+    let outcome = run_case(&host, &sentinels, &case);
+    assert!(matches!(outcome, Outcome::Started), "{outcome:?}");
+}

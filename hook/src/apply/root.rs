@@ -43,6 +43,12 @@ pub enum RootError {
         #[source]
         source: Box<FsError>,
     },
+    /// The root names something that is not a directory.
+    #[error("the container root {path:?} is not a directory; the bundle's \"root\": {{\"path\": ...}} must name the root file system's directory")]
+    RootNotDirectory {
+        /// The root, as the runtime named it.
+        path: PathBuf,
+    },
     /// A lookup failed.
     #[error("cannot resolve {path} inside the container root")]
     Resolve {
@@ -126,7 +132,9 @@ impl RootError {
             | RootError::Mknod { source, .. }
             | RootError::Symlink { source, .. } => Some(source.errno()),
             RootError::UnresolvedLink { .. } => Some(Errno::ELOOP),
-            RootError::NotDirectory { .. } => Some(Errno::ENOTDIR),
+            RootError::NotDirectory { .. } | RootError::RootNotDirectory { .. } => {
+                Some(Errno::ENOTDIR)
+            }
             RootError::IsDirectory { .. } => Some(Errno::EISDIR),
         }
     }
@@ -167,12 +175,21 @@ fn split(path: &ContainerPath) -> Result<(ContainerPath, FileName), RootError> {
 
 impl ContainerRoot {
     /// Opens the root at `path`, a path the runtime gave (the bundle's
-    /// `root.path`), as seen from the caller's mount namespace.
+    /// `root.path`, cleaned as the runtime cleans it:
+    /// [`crate::container::Bundle::rootfs`]), as seen from the caller's
+    /// mount namespace. Every later operation goes through the descriptor;
+    /// a root that is not a directory is refused.
     pub fn open(path: &Path) -> Result<ContainerRoot, RootError> {
         let fd = fs::open_host(path, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(|source| {
-            RootError::OpenRoot {
-                path: path.to_path_buf(),
-                source: Box::new(source),
+            if source.errno() == Errno::ENOTDIR {
+                RootError::RootNotDirectory {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                RootError::OpenRoot {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                }
             }
         })?;
         Ok(ContainerRoot { fd })
