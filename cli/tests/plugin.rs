@@ -110,6 +110,47 @@ fn volume_plugin_protocol() {
     );
     assert!(mp.join("lib64/libnvidia-tls.so.375.66").is_file());
 
+    // Issue 13, finding 2: `..` is no version; no request names anything
+    // outside the volume's directory, and the volume survives them all.
+    for bad in ["nvidia_driver_..", "nvidia_driver_.", "nvidia_driver_1..2"] {
+        for path in [
+            "/VolumeDriver.Get",
+            "/VolumeDriver.Mount",
+            "/VolumeDriver.Path",
+            "/VolumeDriver.Remove",
+            "/VolumeDriver.Create",
+            "/VolumeDriver.Unmount",
+        ] {
+            let r = p.post(path, &format!("{{\"Name\":\"{bad}\",\"ID\":\"x\"}}"));
+            assert_eq!(r.status, 200, "{path} {bad}");
+            let v = json(&r);
+            assert_eq!(
+                v["Err"],
+                format!("bad volume format: {bad}"),
+                "{path} {bad}"
+            );
+            assert!(
+                v.get("Mountpoint").is_none_or(|m| m.is_null()),
+                "{path} {bad}"
+            );
+            assert!(v.get("Volume").is_none_or(|m| m.is_null()), "{path} {bad}");
+        }
+    }
+    assert!(mp.join("bin/nvidia-smi").is_file());
+    // A link planted in the store is no volume and is never followed.
+    let outside = host.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), "x").unwrap();
+    std::os::unix::fs::symlink(&outside, p.volume_dir.join("nvidia_driver/9.9")).unwrap();
+    let r = p.post("/VolumeDriver.Get", "{\"Name\":\"nvidia_driver_9.9\"}");
+    assert_eq!(
+        r.text(),
+        "{\"Volume\":null,\"Err\":\"no such volume: nvidia_driver_9.9\"}\n"
+    );
+    let r = p.post("/VolumeDriver.Remove", "{\"Name\":\"nvidia_driver_9.9\"}");
+    assert_eq!(r.text(), "{\"Err\":null}\n");
+    assert!(outside.join("keep").is_file());
+
     let r = p.post("/VolumeDriver.Get", "{\"Name\":\"nvidia_driver_1.0\"}");
     assert_eq!(
         r.text(),

@@ -57,15 +57,18 @@ impl V1Volume {
 }
 
 /// Splits a Docker volume name as the plugin's `^([a-zA-Z0-9_.-]+)_([0-9.]+)$`
-/// does: `nvidia_driver_375.66` is (`nvidia_driver`, `375.66`).
+/// does: `nvidia_driver_375.66` is (`nvidia_driver`, `375.66`), except that
+/// the version is digits with single dots between digits (v1's `[0-9.]+`
+/// let `..` through, a path out of the volume's directory).
 pub fn parse_docker_volume_name(name: &str) -> Option<(&str, &str)> {
     let (volume, version) = name.rsplit_once('_')?;
     let volume_ok = !volume.is_empty()
         && volume
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    let version_ok =
-        !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let version_ok = version
+        .split('.')
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     (volume_ok && version_ok).then_some((volume, version))
 }
 
@@ -221,6 +224,16 @@ mod tests {
         );
         assert_eq!(parse_docker_volume_name("nvidia_driver_"), None);
         assert_eq!(parse_docker_volume_name("nvidia_driver_1a"), None);
+        for bad in ["..", ".", "1..2", ".1", "1.", "..."] {
+            assert_eq!(
+                parse_docker_volume_name(&format!("nvidia_driver_{bad}")),
+                None
+            );
+        }
+        assert_eq!(
+            parse_docker_volume_name("nvidia_driver_1.2.3"),
+            Some(("nvidia_driver", "1.2.3"))
+        );
         assert_eq!(parse_docker_volume_name("_375"), None);
         assert_eq!(parse_docker_volume_name("a b_1"), None);
     }

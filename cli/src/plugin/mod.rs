@@ -59,7 +59,7 @@ pub fn run(config_file: Option<&Path>, options: PluginOptions) -> Result<(), Plu
     let inv = crate::host::load_inventory(&config).map_err(StateError::from)?;
     let snapshot = Snapshot::build(&config, inv)?;
     log::info!("Provisioning volumes at {}", options.volume_dir.display());
-    let state = Arc::new(State::new(config, options.clone(), snapshot));
+    let state = Arc::new(State::new(config, options.clone(), snapshot)?);
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()

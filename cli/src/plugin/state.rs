@@ -20,7 +20,7 @@ use crate::v1::info::{self, GpuInfo};
 use crate::v1::nvml::{self, NvmlQueryError};
 use crate::v1::{mesos, render_json, render_text};
 
-use super::volumes_store::VolumeStore;
+use super::volumes_store::{VolumeError, VolumeStore};
 
 /// Command-line options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub enum StateError {
     /// NVML.
     #[error(transparent)]
     Nvml(#[from] NvmlQueryError),
+    /// The volumes' directory (`-d`) cannot be created or opened.
+    #[error(transparent)]
+    Volumes(#[from] VolumeError),
     /// JSON encoding.
     #[error("could not encode {what}")]
     Encode {
@@ -120,15 +123,20 @@ pub struct State {
 }
 
 impl State {
-    /// The state around a first snapshot.
-    pub fn new(config: HookConfig, options: PluginOptions, snapshot: Snapshot) -> State {
-        State {
-            volumes: VolumeStore::new(options.volume_dir.clone()),
+    /// The state around a first snapshot, with the volumes' directory
+    /// created when missing and held ([`VolumeStore::open`]).
+    pub fn new(
+        config: HookConfig,
+        options: PluginOptions,
+        snapshot: Snapshot,
+    ) -> Result<State, StateError> {
+        Ok(State {
+            volumes: VolumeStore::open(options.volume_dir.clone())?,
             config,
             options,
             snapshot: RwLock::new(Arc::new(snapshot)),
             refresh_lock: Mutex::new(()),
-        }
+        })
     }
 
     /// The current snapshot.

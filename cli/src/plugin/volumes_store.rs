@@ -15,6 +15,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,6 +23,7 @@ use std::sync::Mutex;
 use hook::discover::{elf, GLVND_NEEDS};
 use rules::v1::{parse_docker_volume_name, v1_layout, V1Dir, V1File, V1Layout, V1Volume};
 use rules::Inventory;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
 /// A refused volume request (HTTP 200 with `{"Err":"<msg>: <name>"}`) or a
 /// file-system failure (HTTP 500).
@@ -88,19 +90,60 @@ pub fn parse_name(name: &str) -> Result<VolumeName, VolumeError> {
     })
 }
 
-/// The volumes under `-d`.
+/// The volumes under `-d`, held as a directory descriptor: every request
+/// names `nvidia_driver/<version>` below it and is resolved with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no request (Get,
+/// Mount, Path, Remove, Create) can reach anything outside the store, even
+/// through a link planted in it.
 pub struct VolumeStore {
     dir: PathBuf,
+    fd: OwnedFd,
     create: Mutex<()>,
 }
 
+/// Resolution of a name below a held store directory: no symlink, no `..`
+/// out of it.
+fn beneath() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
+}
+
+fn os_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(rustix::io::Errno) -> VolumeError + 'a {
+    move |e| VolumeError::Io {
+        op,
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+/// `/proc/self/fd/<fd>/<name>`: a path to `name` in a held directory, for
+/// the path-based copy and link helpers (the directory is the one held,
+/// whatever happens to the store's path meanwhile).
+fn in_fd(fd: &OwnedFd, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()))
+}
+
 impl VolumeStore {
-    /// The store at `dir`.
-    pub fn new(dir: PathBuf) -> VolumeStore {
-        VolumeStore {
+    /// The store at `dir`, created (mode 0755) when missing, and held.
+    pub fn open(dir: PathBuf) -> Result<VolumeStore, VolumeError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .map_err(io_err("create directory", &dir))?;
+        let fd = rfs::open(
+            &dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(os_err("open", &dir))?;
+        Ok(VolumeStore {
             dir,
+            fd,
             create: Mutex::new(()),
-        }
+        })
     }
 
     /// `-d`.
@@ -113,14 +156,38 @@ impl VolumeStore {
         self.dir.join(name.volume.name()).join(&name.version)
     }
 
+    /// The directory of `volume` (`nvidia_driver`) in the store, held;
+    /// `None` when absent (and not `create`d).
+    fn volume_dir(&self, volume: V1Volume, create: bool) -> Result<Option<OwnedFd>, VolumeError> {
+        let path = self.dir.join(volume.name());
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rfs::openat2(&self.fd, volume.name(), flags, Mode::empty(), beneath()) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) if create => {}
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(os_err("open", &path)(e)),
+        }
+        match rfs::mkdirat(&self.fd, volume.name(), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(os_err("create directory", &path)(e)),
+        }
+        rfs::openat2(&self.fd, volume.name(), flags, Mode::empty(), beneath())
+            .map(Some)
+            .map_err(os_err("open", &path))
+    }
+
+    /// True when `version` is a directory (not a link) in `parent`.
+    fn has_version(parent: &OwnedFd, version: &str) -> bool {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rfs::openat2(parent, version, flags, Mode::empty(), beneath()).is_ok()
+    }
+
     /// The mountpoint of an existing volume (any version).
     pub fn path(&self, name: &str) -> Result<PathBuf, VolumeError> {
         let n = parse_name(name)?;
-        let mp = self.mountpoint(&n);
-        if mp.is_dir() {
-            Ok(mp)
-        } else {
-            Err(VolumeError::NoSuch(name.to_owned()))
+        match self.volume_dir(n.volume, false)? {
+            Some(parent) if Self::has_version(&parent, &n.version) => Ok(self.mountpoint(&n)),
+            _ => Err(VolumeError::NoSuch(name.to_owned())),
         }
     }
 
@@ -132,22 +199,22 @@ impl VolumeStore {
         }
         let mp = self.mountpoint(&n);
         let _one_at_a_time = self.create.lock();
-        if mp.is_dir() {
+        let Some(parent) = self.volume_dir(n.volume, true)? else {
+            return Err(VolumeError::NoSuch(name.to_owned()));
+        };
+        if Self::has_version(&parent, &n.version) {
             return Ok(mp);
         }
-        let parent = self.dir.join(n.volume.name());
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&parent)
-            .map_err(io_err("create directory", &parent))?;
-        let tmp = parent.join(format!(".{}.tmp-{}", n.version, std::process::id()));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_err("remove", &tmp))?;
+        let tmp_name = format!(".{}.tmp-{}", n.version, std::process::id());
+        let tmp = in_fd(&parent, &tmp_name);
+        if rfs::statat(&parent, tmp_name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            remove_entry(&parent, &tmp_name, &mp)?;
         }
         let layout = filter_blacklisted(v1_layout(inv));
-        let result = populate(&tmp, &layout)
-            .and_then(|()| fs::rename(&tmp, &mp).map_err(io_err("rename into place", &mp)));
+        let result = populate(&tmp, &layout).and_then(|()| {
+            rfs::renameat(&parent, tmp_name.as_str(), &parent, n.version.as_str())
+                .map_err(os_err("rename into place", &mp))
+        });
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }
@@ -155,38 +222,71 @@ impl VolumeStore {
     }
 
     /// Removes a volume (any version); removing a missing one is no error.
+    /// A link standing where a volume would be is removed, never followed.
     pub fn remove(&self, name: &str) -> Result<(), VolumeError> {
         let n = parse_name(name)?;
         let mp = self.mountpoint(&n);
         let _one_at_a_time = self.create.lock();
-        match fs::remove_dir_all(&mp) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove", &mp)(e)),
-        }
+        let Some(parent) = self.volume_dir(n.volume, false)? else {
+            return Ok(());
+        };
+        remove_entry(&parent, &n.version, &mp)
     }
 
-    /// Every volume on disk: (Docker name, mountpoint), sorted.
+    /// Every volume on disk: (Docker name, mountpoint), sorted. Only real
+    /// directories count (a link in the store is no volume).
     pub fn list(&self) -> Result<Vec<(String, PathBuf)>, VolumeError> {
         let mut out = Vec::new();
         for volume in V1Volume::ALL {
-            let dir = self.dir.join(volume.name());
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("read directory", &dir)(e)),
+            let Some(parent) = self.volume_dir(volume, false)? else {
+                continue;
             };
+            let dir = self.dir.join(volume.name());
+            let entries =
+                fs::read_dir(in_fd(&parent, "")).map_err(io_err("read directory", &dir))?;
             for e in entries {
                 let e = e.map_err(io_err("read directory", &dir))?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') || !e.path().is_dir() {
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if name.starts_with('.')
+                    || !is_dir
+                    || parse_name(&format!("{}_{name}", volume.name())).is_err()
+                {
                     continue;
                 }
-                out.push((format!("{}_{name}", volume.name()), e.path()));
+                out.push((format!("{}_{name}", volume.name()), dir.join(&name)));
             }
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// Removes `name` in the held `parent`: a directory is first renamed to a
+/// hidden name in the same directory (so the tree removed is the one
+/// renamed, reached through the held descriptor), anything else unlinked.
+fn remove_entry(parent: &OwnedFd, name: &str, shown: &Path) -> Result<(), VolumeError> {
+    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(os_err("remove", shown)(e)),
+    };
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
+        return match rfs::unlinkat(parent, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(os_err("remove", shown)(e)),
+        };
+    }
+    let doomed = format!(".{name}.rm-{}", std::process::id());
+    match rfs::renameat(parent, name, parent, doomed.as_str()) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(os_err("remove", shown)(e)),
+    }
+    match fs::remove_dir_all(in_fd(parent, &doomed)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", shown)(e)),
     }
 }
 
@@ -292,6 +392,67 @@ mod tests {
             parse_name("nvidia_375.66").unwrap_err().to_string(),
             "unsupported volume: nvidia_375.66"
         );
+        // Issue 13, finding 2: versions are digits and single dots between
+        // digits; `..` and friends are no version.
+        for bad in ["..", ".", "1..2", ".1", "1.", "...", "1./.."] {
+            let name = format!("nvidia_driver_{bad}");
+            assert_eq!(
+                parse_name(&name).unwrap_err().to_string(),
+                format!("bad volume format: {name}")
+            );
+        }
+    }
+
+    fn inventory(version: &str) -> Inventory {
+        Inventory::new(rules::Version::parse(version).unwrap())
+    }
+
+    #[test]
+    fn no_request_reaches_outside_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir_all(outside.join("9.9/lib64")).unwrap();
+        fs::write(outside.join("9.9/lib64/keep"), "x").unwrap();
+        let store = VolumeStore::open(d.path().join("store")).unwrap();
+        store
+            .create("nvidia_driver_1.0", &inventory("1.0"))
+            .unwrap();
+        // A link planted in the store: not a volume, never followed.
+        std::os::unix::fs::symlink(
+            outside.join("9.9"),
+            d.path().join("store/nvidia_driver/9.9"),
+        )
+        .unwrap();
+        assert_eq!(
+            store.path("nvidia_driver_9.9").unwrap_err().to_string(),
+            "no such volume: nvidia_driver_9.9"
+        );
+        assert_eq!(
+            store.list().unwrap(),
+            [(
+                "nvidia_driver_1.0".to_owned(),
+                d.path().join("store/nvidia_driver/1.0")
+            )]
+        );
+        store.remove("nvidia_driver_9.9").unwrap();
+        assert!(outside.join("9.9/lib64/keep").exists());
+        assert!(fs::symlink_metadata(d.path().join("store/nvidia_driver/9.9")).is_err());
+        for bad in ["nvidia_driver_..", "nvidia_driver_."] {
+            assert!(store.path(bad).is_err());
+            assert!(store.remove(bad).is_err());
+            assert!(store.create(bad, &inventory("1.0")).is_err());
+        }
+        assert!(store.path("nvidia_driver_1.0").is_ok());
+        // `nvidia_driver` itself a link out of the store: refused.
+        let store2 = VolumeStore::open(d.path().join("store2")).unwrap();
+        std::os::unix::fs::symlink(&outside, d.path().join("store2/nvidia_driver")).unwrap();
+        assert!(store2.path("nvidia_driver_9.9").is_err());
+        assert!(store2.remove("nvidia_driver_9.9").is_err());
+        assert!(store2
+            .create("nvidia_driver_1.0", &inventory("1.0"))
+            .is_err());
+        assert!(!outside.join("1.0").exists());
+        assert!(outside.join("9.9/lib64/keep").exists());
     }
 
     #[test]
