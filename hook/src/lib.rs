@@ -23,6 +23,7 @@ pub mod container;
 pub mod discover;
 pub mod inventory;
 pub mod ldcache;
+pub mod ldcache_write;
 pub mod ldconfig;
 pub mod runtime;
 pub mod snapshot;

@@ -50,6 +50,7 @@ pub use device::{DeviceId, DeviceRequest, DeviceSelector, DeviceSource, PciBusId
 pub use files::{ElfClass, FileKind, Machine, RootfsFlavor};
 pub use inventory::{DeviceInfo, DriverFile, Gpu, Inventory, MigDevice};
 pub use path::{ContainerPath, FileName, HostPath};
+pub use plan::LdCacheEntry;
 pub use plan::{
     plan, AppProfile, DeviceNode, DeviceRule, MountFlags, MountKind, MountOp, NodeRole, NodeType,
     Plan, PlannedGpu, PlannedMig, ProcMask, Symlink, V1VolumeRef,

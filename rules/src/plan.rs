@@ -46,7 +46,8 @@ use crate::compat::{compat_considered, compat_dir, forward_compat, CompatDecisio
 use crate::config::Config;
 use crate::device::{resolve, DeviceRequest, PciBusId, Selection};
 use crate::files::{
-    binary_spec, library_capabilities, library_dir, library_spec, ElfClass, FileKind, BINARY_DIR,
+    binary_spec, library_capabilities, library_dir, library_spec, ElfClass, FileKind, Machine,
+    BINARY_DIR,
 };
 use crate::inventory::{Gpu, Inventory};
 use crate::path::{ContainerPath, FileName, HostPath};
@@ -346,6 +347,26 @@ pub struct Plan {
     pub app_profile: Option<AppProfile>,
     /// v1 Docker volumes.
     pub v1_volumes: Vec<V1VolumeRef>,
+    /// The entries glibc's `ldconfig` would add to the container's linker
+    /// cache for the driver libraries and the links this plan creates
+    /// (`docs/linker-cache.md`), in the order it would scan them.
+    #[serde(default)]
+    pub ld_cache: Vec<LdCacheEntry>,
+}
+
+/// One linker cache entry for a driver library the plan mounts: what
+/// `ldconfig` would record for it in its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LdCacheEntry {
+    /// The name looked up: the library's soname (its file name when it has
+    /// none), or a development link (`libcuda.so`).
+    pub key: FileName,
+    /// `<library directory>/<key>` in the container.
+    pub path: ContainerPath,
+    /// The library's bitness.
+    pub class: ElfClass,
+    /// The host's architecture (the cache's flags depend on it).
+    pub machine: Machine,
 }
 
 impl Plan {
@@ -366,6 +387,7 @@ impl Plan {
             proc_mask: None,
             app_profile: None,
             v1_volumes: Vec::new(),
+            ld_cache: Vec::new(),
         }
     }
 }
@@ -506,6 +528,7 @@ struct Builder<'a> {
     seen_nodes: BTreeSet<(u32, u32)>,
     mounts: Vec<MountOp>,
     symlinks: Vec<Symlink>,
+    ld_cache: Vec<LdCacheEntry>,
 }
 
 impl Builder<'_> {
@@ -601,6 +624,24 @@ impl Builder<'_> {
                     }
                     // The toolkit's own links (libnvidia-container `nvc_ldcache.c`).
                     let soname_or_file = soname.as_ref().unwrap_or(&name);
+                    let cache = |key: &FileName| LdCacheEntry {
+                        key: key.clone(),
+                        path: dir.join(key),
+                        class: f.class,
+                        machine,
+                    };
+                    self.ld_cache.push(cache(soname_or_file));
+                    // `ldconfig` caches a development link (`lib<x>.so`)
+                    // under its own name when the soname extends it.
+                    for dev in ["libcuda.so", "libnvidia-opticalflow.so"] {
+                        if spec.stem == dev.trim_end_matches(".so")
+                            && soname_or_file.as_str().starts_with(dev)
+                        {
+                            if let Some(dev) = fname(dev).filter(|d| d != soname_or_file) {
+                                self.ld_cache.push(cache(&dev));
+                            }
+                        }
+                    }
                     match spec.stem {
                         "libcuda" => self.link(dir, "libcuda.so", soname_or_file),
                         "libnvidia-opticalflow" => {
@@ -744,6 +785,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
         seen_nodes: BTreeSet::new(),
         mounts: Vec::new(),
         symlinks: Vec::new(),
+        ld_cache: Vec::new(),
     };
     let majors = &inv.devices;
     let nv = majors.nvidia_major;
@@ -844,6 +886,11 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
             ldconfig_dirs.extend(b.v1_files());
         }
     }
+    let mut ld_cache = std::mem::take(&mut b.ld_cache);
+    // One entry per (path, class), whatever the inventory's order (the
+    // cache writer sorts as ldconfig does).
+    ld_cache.sort_by(|a, b| a.path.cmp(&b.path).then(a.class.cmp(&b.class)));
+    ld_cache.dedup_by(|later, first| later.path == first.path && later.class == first.class);
     let mut mounts = std::mem::take(&mut b.mounts);
     mounts.sort_by(|a, b| a.destination.cmp(&b.destination).then_with(|| a.cmp(b)));
     mounts.dedup_by(|later, first| later.destination == first.destination);
@@ -902,6 +949,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
         proc_mask,
         app_profile,
         v1_volumes,
+        ld_cache,
     })
 }
 

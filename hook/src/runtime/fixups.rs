@@ -204,6 +204,7 @@ impl Fixups {
             proc_mask: self.proc_mask.clone(),
             app_profile: self.app_profile.clone(),
             v1_volumes: Vec::new(),
+            ld_cache: Vec::new(),
         }
     }
 }
