@@ -140,6 +140,9 @@ pub enum ApplyError {
     /// The child step failed (its one-line error) or died.
     #[error("cannot apply the GPU plan in the container")]
     Child(#[source] ChildError),
+    /// The linker cache could not be written.
+    #[error(transparent)]
+    LdCache(#[from] crate::ldcache_write::LdCacheWriteError),
 }
 
 fn cpath(s: &str) -> ContainerPath {
@@ -215,7 +218,13 @@ pub fn enter_and_apply(paths: &HostPaths, target: &Target, plan: &Plan) -> Resul
     mnt.enter().map_err(ApplyError::Namespace)?;
     caps::keep(caps::Step::ApplyContainer)?;
     let root = ContainerRoot::open(&target.rootfs)?;
-    apply_in_root(&root, plan, prepared)
+    apply_in_root(&root, plan, prepared)?;
+    // In the container's namespaces, as its root: the cache is the
+    // container's file (`docs/linker-cache.md`).
+    if !plan.ld_cache.is_empty() {
+        crate::ldcache_write::update(&root, &plan.ld_cache)?;
+    }
+    Ok(())
 }
 
 /// A device node's host-side facts.

@@ -167,6 +167,22 @@ pub struct HookConfig {
     pub binary_path: Vec<String>,
     /// The MPS pipe directory, inside the driver root.
     pub mps_pipe_dir: String,
+    /// Who updates a GPU container's linker cache.
+    pub linker_cache: LinkerCache,
+}
+
+/// Who updates a GPU container's `/etc/ld.so.cache`
+/// (`linker-cache` in `[nvidia-container-cli]`; `docs/linker-cache.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkerCache {
+    /// The hook itself, in-process (`"hook"`, the default): the image's
+    /// cache plus the driver libraries, no exec.
+    #[default]
+    Hook,
+    /// The host's static `ldconfig`, sealed and locked down, in the
+    /// container's namespaces (`"ldconfig"`): for images whose own
+    /// `ld.so.conf` must be honoured.
+    Ldconfig,
 }
 
 impl Default for HookConfig {
@@ -182,6 +198,7 @@ impl Default for HookConfig {
                 .map(|s| (*s).to_owned())
                 .collect(),
             mps_pipe_dir: DEFAULT_MPS_PIPE_DIR.to_owned(),
+            linker_cache: LinkerCache::default(),
         }
     }
 }
@@ -275,6 +292,9 @@ pub enum ValueProblem {
     /// An unknown `cuda-compat-mode`.
     #[error("expected \"ldconfig\", \"disabled\" or \"hook\"")]
     CompatMode,
+    /// An unknown `linker-cache`.
+    #[error("expected \"hook\" or \"ldconfig\"")]
+    LinkerCache,
 }
 
 // ---------------------------------------------------------------------------
@@ -302,6 +322,7 @@ struct CliSection {
     root: Option<PathBuf>,
     ldcache: Option<String>,
     ldconfig: Option<String>,
+    linker_cache: Option<String>,
     no_cgroups: Option<bool>,
     debug: Option<PathBuf>,
     no_gsp_firmware: Option<bool>,
@@ -549,6 +570,13 @@ impl HookConfig {
                 // runs the host's ldconfig, so the mark is optional.
                 let v = v.strip_prefix('@').unwrap_or(&v).to_owned();
                 self.paths.ldconfig = absolute(o, "ldconfig", PathBuf::from(v))?;
+            }
+            if let Some(v) = cli.linker_cache {
+                self.linker_cache = match v.as_str() {
+                    "hook" => LinkerCache::Hook,
+                    "ldconfig" => LinkerCache::Ldconfig,
+                    _ => return Err(value_err(o, "linker-cache", &v, ValueProblem::LinkerCache)),
+                };
             }
             if let Some(v) = cli.no_cgroups {
                 self.rules.no_cgroups = v;

@@ -15,6 +15,7 @@ mod docker;
 mod hook_bench;
 mod hook_docker;
 mod hook_hostile;
+mod hook_ldcache;
 mod hook_parallel;
 mod hook_podman;
 mod hook_runc;

@@ -5,7 +5,10 @@
 //! capabilities cut to the hook's set, rootfs flavour and the image's CUDA
 //! forward-compatibility library ([`container::complete_request`]),
 //! inventory snapshot, plan (a refusal ends here with its one line), device cgroup, apply in
-//! the container's mount namespace, linker cache.
+//! the container's mount namespace, linker cache: written by the apply step
+//! itself (`hook::ldcache_write`, the default), or by the sealed host
+//! `ldconfig` afterwards (`linker-cache = "ldconfig"`, or a plan that needs
+//! the image's files scanned: [`in_process_cache`]).
 //!
 //! Also the toolkit's calling convention for the name
 //! `nvidia-container-runtime-hook` ([`ToolkitArgs`]), which is what
@@ -19,7 +22,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use clap::Args;
 use hook::apply::{self, caps, root::ContainerRoot, Target};
-use hook::config::HookConfig;
+use hook::config::{HookConfig, LinkerCache};
 use hook::container::{self, Bundle};
 use hook::state::State;
 use hook::{cgroup, inventory, ldconfig};
@@ -71,7 +74,11 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     clock.lap("read");
     let inv = inventory::load_or_discover(&cfg)?;
     clock.lap("inventory");
-    let plan = rules::plan(&inv, &request, &cfg.rules)?;
+    let mut plan = rules::plan(&inv, &request, &cfg.rules)?;
+    let in_process = in_process_cache(&cfg, &plan);
+    if !in_process {
+        plan.ld_cache.clear();
+    }
     clock.lap("plan");
     log::debug!(
         "plan: {}",
@@ -89,13 +96,37 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     };
     apply::apply(&cfg.paths, &target, &plan)?;
     clock.lap("apply");
-    if !plan.ldconfig_dirs.is_empty() {
+    if !in_process && !plan.ldconfig_dirs.is_empty() {
         ldconfig::refresh(&cfg.paths, pid, &bundle.rootfs, &plan.ldconfig_dirs)?;
     }
     clock.lap("ldconfig");
     clock.total();
     log::debug!("container {} ({pid}) has its GPUs", state.id);
     Ok(())
+}
+
+/// True when the hook writes the linker cache itself (during apply): the
+/// configuration says so ([`LinkerCache::Hook`], the default) and every
+/// directory the cache must cover holds driver libraries the plan lists
+/// (the image's CUDA forward-compatibility directory and a v1 volume's
+/// directories need the image's files scanned: the sealed `ldconfig` does
+/// that).
+fn in_process_cache(cfg: &HookConfig, plan: &rules::Plan) -> bool {
+    if cfg.linker_cache != LinkerCache::Hook {
+        return false;
+    }
+    let covered = plan.ldconfig_dirs.iter().all(|d| {
+        plan.ld_cache
+            .iter()
+            .any(|e| e.path.parent().as_ref() == Some(d))
+    });
+    if !covered {
+        log::debug!(
+            "linker cache: {:?} need the image's files scanned: running ldconfig",
+            plan.ldconfig_dirs
+        );
+    }
+    covered
 }
 
 /// Step durations, logged at debug level as `timing: <step> <µs> us` (the
