@@ -16,7 +16,9 @@
 //!    on the host file is executed instead). The
 //!    container's mount namespace (`<procfs>/<pid>/ns/mnt`) is opened.
 //! 2. **In a forked child** (`sys::child::run_in_child`, killed after
-//!    [`TIMEOUT`]): `setns` into that namespace; `unshare` mount, IPC and
+//!    [`TIMEOUT`]): for a container with its own user namespace, `setns`
+//!    into it and become its root first (so `ldconfig` never runs as the
+//!    host's root for such a container); `setns` into the mount namespace; `unshare` mount, IPC and
 //!    PID namespaces; every mount made private; `chroot(rootfs)` and
 //!    `chdir("/")`. `rootfs` is trusted: it is the bundle's root as seen in
 //!    the container's mount namespace before `pivot_root`. Once inside,
@@ -38,8 +40,8 @@
 //! treat `/usr/lib64` as a trusted directory, so a lib64-style image would
 //! otherwise not get the driver libraries cached.
 //!
-//! Files `ldconfig` creates are owned by host root (in a user-namespaced
-//! container they show as the overflow id).
+//! Files `ldconfig` creates are owned by the container's root (the host's
+//! root for a container without a user namespace).
 //!
 //! Errors are one line naming the step and, when `ldconfig` itself failed,
 //! what it printed: `cannot refresh the linker cache in /run/b/rootfs:
@@ -61,6 +63,7 @@ use nix::sys::wait::WaitStatus;
 
 use crate::config::HostPaths;
 use crate::sys::child::{run_in_child, ChildError};
+use crate::sys::ns::{Namespace, NsKind};
 use crate::sys::process::{self, ProcessError};
 
 /// Longest the whole step may take before the child is killed.
@@ -134,6 +137,15 @@ pub enum LdconfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The container's user namespace could not be opened.
+    #[error("cannot open the user namespace of process {pid}")]
+    UserNamespace {
+        /// The container's pid.
+        pid: i32,
+        /// The cause.
+        #[source]
+        source: crate::sys::ns::NsError,
+    },
     /// A path argument holds a NUL byte.
     #[error("cannot pass {arg:?} to ldconfig: it contains a NUL byte")]
     Argument {
@@ -193,6 +205,14 @@ pub fn refresh(
             source,
         })?
         .into();
+    // A user-namespaced container: ldconfig runs as that namespace's root
+    // (issue 13, finding 3), never as the host's.
+    let proc = paths.procfs.as_path();
+    let user = Namespace::open(proc, Some(pid), NsKind::User)
+        .map_err(|source| LdconfigError::UserNamespace { pid, source })?;
+    let own = Namespace::open(proc, None, NsKind::User)
+        .map_err(|source| LdconfigError::UserNamespace { pid, source })?;
+    let user = (!user.same_as(&own)).then_some(user);
     let argv = argv(dirs)?;
     let root = rootfs.to_path_buf();
     log::debug!(
@@ -202,7 +222,7 @@ pub fn refresh(
         argv
     );
     run_in_child("ldconfig", TIMEOUT, || {
-        in_child(&mnt_ns, &root, &exe, &argv)
+        in_child(user.as_ref(), &mnt_ns, &root, &exe, &argv)
     })
     .map_err(|source| LdconfigError::Run {
         rootfs: rootfs.to_path_buf(),
@@ -340,11 +360,19 @@ impl From<ProcessError> for InChild {
 /// Runs in the forked child: enter, isolate, chroot, then fork the process
 /// that execs `ldconfig` and report how it ended.
 fn in_child(
+    user_ns: Option<&Namespace>,
     mnt_ns: &OwnedFd,
     rootfs: &Path,
     exe: &OwnedFd,
     argv: &[CString],
 ) -> Result<(), InChild> {
+    if let Some(user) = user_ns {
+        user.enter()
+            .and_then(|()| crate::sys::ns::become_root())
+            .map_err(|e| {
+                InChild::Setup(format!("cannot enter the container's user namespace: {e}"))
+            })?;
+    }
     process::enter_mount_namespace(mnt_ns.as_fd())?;
     process::unshare(
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID,
