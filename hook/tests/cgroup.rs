@@ -711,10 +711,20 @@ fn check_container(
     bundle: &Bundle,
     v2_checks: bool,
 ) -> anyhow::Result<Vec<bool>> {
+    check_container_then(runtime, bundle, v2_checks, |_, _| Ok(()))
+}
+
+/// [`check_container`], then `then(container, what it can open now)`.
+fn check_container_then(
+    runtime: Runtime,
+    bundle: &Bundle,
+    v2_checks: bool,
+    then: impl FnOnce(&Container<'_>, &[bool]) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<bool>> {
     let c = Container::start(runtime, bundle)?;
     let spec_devices = &c.bundle.spec_devices;
     let dev = tempfile::tempdir()?;
-    let devices = [(195, 0), (195, 1), (1, 3), (10, 200), (42, 42)];
+    let devices = PROBED;
     let before = c.probe(&devices)?;
     ensure!(
         before[0] && before[1] && !before[2] && before[4],
@@ -777,7 +787,37 @@ fn check_container(
             );
         }
     }
+    then(&c, &after)?;
     Ok(before)
+}
+
+/// The devices [`check_container`] probes.
+const PROBED: [(u32, u32); 5] = [(195, 0), (195, 1), (1, 3), (10, 200), (42, 42)];
+
+/// `<runtime> update` with an empty resources document (the runtime applies
+/// the container's cgroup configuration again; no controller is needed, and
+/// the hybrid host's cgroup2 tree has none), then the same devices as after
+/// the hook.
+fn update_keeps_the_gpu(c: &Container<'_>, after: &[bool]) -> anyhow::Result<()> {
+    let resources = c.state.path().join("resources.json");
+    std::fs::write(&resources, "{}")?;
+    let resources = resources.to_str().context("state path")?;
+    let out = c
+        .runtime
+        .run(c.state.path(), &["update", "--resources", resources, &c.id])?;
+    ensure!(
+        out.status.success(),
+        "{} update: {}",
+        c.runtime.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = c.probe(&PROBED)?;
+    ensure!(
+        again == after,
+        "{}: after update {again:?}, before it {after:?}",
+        c.runtime.name()
+    );
+    Ok(())
 }
 
 #[test]
@@ -809,7 +849,7 @@ fn runc_v2_container_program_is_kept() {
     }
     let bundle = Bundle::prepare().unwrap();
     in_v2_namespace(NAME, || {
-        let before = check_container(Runtime::Runc, &bundle, true)?;
+        let before = check_container_then(Runtime::Runc, &bundle, true, update_keeps_the_gpu)?;
         // runc 1.1 allows tun; the hook neither added nor removed it.
         ensure!(!before[3], "runc 1.1 allows tun: {before:?}");
         Ok(())
@@ -829,7 +869,7 @@ fn crun_v2_container_program_is_kept() {
     let bundle = Bundle::prepare().unwrap();
     memlock_shim();
     in_v2_namespace(NAME, || {
-        let before = check_container(Runtime::Crun, &bundle, true)?;
+        let before = check_container_then(Runtime::Crun, &bundle, true, update_keeps_the_gpu)?;
         // crun's defaults have no tun: it stays denied after the hook
         // (a hook that rebuilt runc's defaults would grant it).
         ensure!(before[3], "crun denies tun: {before:?}");
