@@ -312,3 +312,50 @@ fn container_that_dies_during_the_hooks() {
         assert!(!out.stderr.contains("panicked"), "{context}\n{out}");
     }
 }
+
+#[test]
+fn sixty_four_containers_in_parallel_on_a_cold_cache() {
+    require!(Prereq::Runc, Prereq::CgroupV1, Prereq::CgroupV2);
+    let host = SimHost::synthetic(4).unwrap();
+    let hook = host.prestart_hook().unwrap();
+    let selections: [(&str, &[usize]); 4] = [
+        ("all", &[0, 1, 2, 3]),
+        ("1", &[1]),
+        ("0,3", &[0, 3]),
+        ("none", &[]),
+    ];
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let (visible, indexes) = selections[i % selections.len()];
+                let cgroup = if i % 2 == 0 {
+                    CgroupVersion::V2
+                } else {
+                    CgroupVersion::V1
+                };
+                let (host, hook) = (&host, &hook);
+                s.spawn(move || {
+                    let lib = format!("{}/{}", lib_dir(Variant::Debian), host.libcuda());
+                    let bundle = Bundle::builder(Variant::Debian)
+                        .sh(&inside_script(&lib))
+                        .env("NVIDIA_VISIBLE_DEVICES", visible)
+                        .hook(HookStage::Prestart, hook)
+                        .build()
+                        .unwrap();
+                    let out =
+                        e2e::runc_run_timeout(&bundle, cgroup, Duration::from_secs(240)).unwrap();
+                    (i, indexes, out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut slowest = Duration::ZERO;
+    for (i, indexes, out) in &results {
+        let context = format!("container {i}\n{out}");
+        assert!(out.success(), "{context}");
+        Inside::parse(&out.stdout).assert_gpus(&host, indexes, &context);
+        slowest = slowest.max(out.elapsed);
+    }
+    eprintln!("64 parallel starts: slowest {slowest:?}");
+}
