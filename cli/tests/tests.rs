@@ -6,4 +6,5 @@ mod support;
 
 mod golden;
 mod plugin;
+mod plugin_load;
 mod setup;
