@@ -4,6 +4,7 @@
 
 mod support;
 
+mod fuzz;
 mod golden;
 mod plugin;
 mod plugin_load;
