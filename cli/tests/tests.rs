@@ -4,6 +4,8 @@
 
 mod support;
 
+mod fuzz;
 mod golden;
 mod plugin;
+mod plugin_load;
 mod setup;

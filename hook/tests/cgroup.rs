@@ -1,17 +1,20 @@
 //! `hook::cgroup::allow_devices` against real device cgroups.
 //!
 //! A prober process sits in a test cgroup and opens `c 195:0` (planned),
-//! `c 195:1` (not planned) and `c 1:3` (runc's default `/dev/null`) nodes
-//! made in a temp dir: with no NVIDIA driver, `open()` fails with `EPERM`
-//! when the device cgroup denies it and `ENXIO` when it allows it.
+//! `c 195:1` (not planned), `c 1:3` (runc's default `/dev/null`) and
+//! `c 10:200` (`/dev/net/tun`, which the test's runtime program denies)
+//! nodes made in a temp dir: with no NVIDIA driver, `open()` fails with
+//! `EPERM` when the device cgroup denies it and `ENXIO` when it allows it.
 //!
 //! - v1: a `devices` cgroup under `/sys/fs/cgroup/devices/`.
 //! - v2: in a forked child with a private mount namespace where the cgroup2
 //!   hierarchy is bind-mounted on `/sys/fs/cgroup` (as the e2e harness runs
 //!   runc), a cgroup with runc's program attached (`BPF_F_ALLOW_MULTI`).
-//! - runc: a real runc container (v1 and v2), checked through `runc exec`;
-//!   for v2 the program runc attached is compared instruction for
-//!   instruction with the one this crate compiles for the same spec.
+//! - runc and crun: a real container (runc v1 and v2, crun v2), checked
+//!   through `exec`: the GPU allowed, every other device as the runtime left
+//!   it (tun: runc 1.1 allows it, crun denies it), and for v2 each program
+//!   the runtime attached kept instruction for instruction behind the
+//!   prepended allow blocks.
 //!
 //! Root-only: skipped (with `SKIP`) when not root, failed under `CI`.
 use std::fs::File;
@@ -23,6 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
+use hook::cgroup::program::{self, Ruleset};
 use hook::cgroup::{allow_devices, v2};
 use hook::config::HostPaths;
 use hook::sys::bpf;
@@ -80,11 +84,16 @@ fn deny_all() -> LinuxDeviceCgroup {
         .unwrap()
 }
 
-/// `c 195:0`, `c 195:1`, `c 1:3` nodes in a temp dir.
+/// `c 195:0`, `c 195:1`, `c 1:3`, `c 10:200` nodes in a temp dir.
 fn nodes() -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
     let mut out = Vec::new();
-    for (name, major, minor) in [("gpu0", 195, 0), ("gpu1", 195, 1), ("null", 1, 3)] {
+    for (name, major, minor) in [
+        ("gpu0", 195, 0),
+        ("gpu1", 195, 1),
+        ("null", 1, 3),
+        ("tun", 10, 200),
+    ] {
         let path = dir.path().join(name);
         mknod(
             &path,
@@ -204,7 +213,7 @@ fn v1_devices_allow() {
     std::fs::write(cg.0.join("devices.allow"), "c 1:3 rwm").unwrap();
     let mut prober = Prober::spawn(&nodes);
     std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string()).unwrap();
-    assert_eq!(prober.probe(), [DENIED, DENIED, ALLOWED]);
+    assert_eq!(prober.probe(), [DENIED, DENIED, ALLOWED, DENIED]);
 
     allow_devices(
         &host_paths(dev.path()),
@@ -213,7 +222,7 @@ fn v1_devices_allow() {
         &[deny_all()],
     )
     .unwrap();
-    assert_eq!(prober.probe(), [ALLOWED, DENIED, ALLOWED]);
+    assert_eq!(prober.probe(), [ALLOWED, DENIED, ALLOWED, DENIED]);
     let list = std::fs::read_to_string(cg.0.join("devices.list")).unwrap();
     assert!(list.lines().any(|l| l == "c 195:0 rw"), "{list}");
     // The /dev/char link points at the node found under dev_root.
@@ -298,11 +307,16 @@ fn in_v2_namespace(name: &'static str, f: impl FnOnce() -> anyhow::Result<()>) -
     true
 }
 
-/// Loads and attaches (`BPF_F_ALLOW_MULTI`) the program runc attaches for
-/// `spec`, as runc does; returns its id.
+/// Loads and attaches (`BPF_F_ALLOW_MULTI`) the program runc 1.1 attaches
+/// for `spec`, as runc does; returns its id.
 fn attach_runc_program(cgroup: &Path, spec: &[LinuxDeviceCgroup]) -> anyhow::Result<u32> {
-    let insns = v2::rulesets(spec, &[])?.runc.compile();
-    let prog = bpf::load_cgroup_device_program(&insns, c"Apache", "runc_like")?;
+    let insns = Ruleset::fold(&program::runc_rules(spec)?)?.compile();
+    attach_program(cgroup, &insns)
+}
+
+/// Loads and attaches (`BPF_F_ALLOW_MULTI`) `insns`; returns the id.
+fn attach_program(cgroup: &Path, insns: &[bpf::Insn]) -> anyhow::Result<u32> {
+    let prog = bpf::load_cgroup_device_program(insns, c"Apache", "runtime_like")?;
     let dir = File::open(cgroup)?;
     bpf::attach(
         dir.as_fd(),
@@ -325,19 +339,38 @@ fn attached(cgroup: &Path) -> anyhow::Result<Vec<(u32, Vec<bpf::Insn>)>> {
         .collect()
 }
 
+fn allow_c(major: i64, minor: i64) -> LinuxDeviceCgroup {
+    LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(oci_spec::runtime::LinuxDeviceType::C)
+        .major(major)
+        .minor(minor)
+        .access("rwm")
+        .build()
+        .unwrap()
+}
+
 #[test]
-fn v2_program_is_replaced() {
-    in_v2_namespace("v2_program_is_replaced", || {
+fn v2_runtime_program_is_kept_and_gpu_rules_prepended() {
+    in_v2_namespace("v2_runtime_program_is_kept_and_gpu_rules_prepended", || {
         let (dev, nodes) = nodes();
         let cg = CgroupDir(Path::new("/sys/fs/cgroup").join(unique("nvd-test")));
         std::fs::create_dir(&cg.0)?;
         let mut prober = Prober::spawn(&nodes);
         std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string())?;
+        // A runtime whose defaults have /dev/null but not tun (crun, runc
+        // 1.2.0), with a spec that says only "deny all".
         let spec = [deny_all()];
-        let runc_id = attach_runc_program(&cg.0, &spec)?;
+        let runtime = Ruleset::fold(&[
+            program::from_spec(0, &deny_all())?,
+            program::from_spec(1, &allow_c(1, 3))?,
+        ])?
+        .compile();
+        let runtime_id = attach_program(&cg.0, &runtime)?;
+        let got = prober.probe();
         ensure!(
-            prober.probe() == [DENIED, DENIED, ALLOWED],
-            "runc's program alone"
+            got == [DENIED, DENIED, ALLOWED, DENIED],
+            "the runtime's program alone: {got:?}"
         );
 
         let planned = [rule(195, 0), rule(195, 255)];
@@ -349,14 +382,53 @@ fn v2_program_is_replaced() {
         )?;
         let got = prober.probe();
         ensure!(
-            got == [ALLOWED, DENIED, ALLOWED],
-            "after allow_devices: {got:?}"
+            got == [ALLOWED, DENIED, ALLOWED, DENIED],
+            "after allow_devices (tun must stay denied): {got:?}"
         );
         let now = attached(&cg.0)?;
         ensure!(now.len() == 1, "one program left, got {}", now.len());
-        ensure!(now[0].0 != runc_id, "runc's program was detached");
-        let want = v2::rulesets(&spec, &planned)?.with_planned.compile();
-        ensure!(now[0].1 == want, "the kernel holds the compiled program");
+        ensure!(now[0].0 != runtime_id, "the runtime's program was detached");
+        let (ours, _) = v2::planned_rules(&spec, &planned)?;
+        let want = program::prepend_allow(&ours, &runtime)?;
+        ensure!(
+            now[0].1 == want,
+            "the kernel holds the runtime's program behind the allow blocks"
+        );
+        drop(prober);
+        Ok(())
+    });
+}
+
+#[test]
+fn v2_every_attached_program_is_widened() {
+    in_v2_namespace("v2_every_attached_program_is_widened", || {
+        let (dev, nodes) = nodes();
+        let cg = CgroupDir(Path::new("/sys/fs/cgroup").join(unique("nvd-test")));
+        std::fs::create_dir(&cg.0)?;
+        let mut prober = Prober::spawn(&nodes);
+        std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string())?;
+        // Two programs (a runtime's and systemd's, say): all must allow.
+        let one = Ruleset::fold(&[program::from_spec(0, &allow_c(1, 3))?])?.compile();
+        let two = Ruleset::fold(&[
+            program::from_spec(0, &allow_c(1, 3))?,
+            program::from_spec(1, &allow_c(10, 200))?,
+        ])?
+        .compile();
+        attach_program(&cg.0, &one)?;
+        attach_program(&cg.0, &two)?;
+        ensure!(prober.probe() == [DENIED, DENIED, ALLOWED, DENIED]);
+        allow_devices(
+            &host_paths(dev.path()),
+            prober.pid.as_raw(),
+            &[rule(195, 0)],
+            &[deny_all()],
+        )?;
+        let got = prober.probe();
+        ensure!(
+            got == [ALLOWED, DENIED, ALLOWED, DENIED],
+            "after allow_devices: {got:?}"
+        );
+        ensure!(attached(&cg.0)?.len() == 2, "still two programs");
         drop(prober);
         Ok(())
     });
@@ -378,7 +450,7 @@ fn v2_left_alone_when_nothing_to_do() {
             &[deny_all()],
         )?;
         ensure!(attached(&cg.0)?.is_empty(), "no program was attached");
-        ensure!(prober.probe() == [ALLOWED, ALLOWED, ALLOWED]);
+        ensure!(prober.probe() == [ALLOWED, ALLOWED, ALLOWED, ALLOWED]);
         // The spec already allows 195:*: runc's program stays.
         let spec = [
             deny_all(),
@@ -398,23 +470,98 @@ fn v2_left_alone_when_nothing_to_do() {
         )?;
         let now = attached(&cg.0)?;
         ensure!(now.len() == 1 && now[0].0 == runc_id, "runc's program kept");
-        ensure!(prober.probe() == [ALLOWED, ALLOWED, ALLOWED]);
+        ensure!(prober.probe() == [ALLOWED, ALLOWED, ALLOWED, ALLOWED]);
         drop(prober);
         Ok(())
     });
 }
 
-// ---------------------------------------------------------------- real runc
+// ------------------------------------------------------ real runc and crun
 
-fn runc(state: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("run runc")?;
-    Ok(out)
+/// An OCI runtime binary the tests drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    Runc,
+    Crun,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Crun => "crun",
+        }
+    }
+
+    /// The runtime with `--root state`. crun 1.8 raises `RLIMIT_MEMLOCK` to
+    /// infinity before every program load and fails when it cannot (a host
+    /// without `CAP_SYS_RESOURCE`, like a sandbox): there the command runs
+    /// with a preloaded `setrlimit` that ignores that one refusal (kernels
+    /// from 5.11 do not use the limit for eBPF).
+    fn command(self, state: &Path) -> Command {
+        let mut cmd = Command::new(self.name());
+        cmd.arg("--root").arg(state).stdin(Stdio::null());
+        if self == Runtime::Crun {
+            if let Some(shim) = memlock_shim() {
+                cmd.env("LD_PRELOAD", shim);
+            }
+        }
+        cmd
+    }
+
+    fn run(self, state: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        self.command(state)
+            .args(args)
+            .output()
+            .with_context(|| format!("run {}", self.name()))
+    }
+}
+
+/// The `setrlimit` shim for crun (see [`Runtime::command`]), built once
+/// with gcc, or `None` when this process may raise `RLIMIT_MEMLOCK` itself.
+fn memlock_shim() -> Option<&'static Path> {
+    static SHIM: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+        if setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY).is_ok() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("nvd-memlock-shim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("shim.c");
+        std::fs::write(
+            &src,
+            r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/resource.h>
+int setrlimit(__rlimit_resource_t r, const struct rlimit *l) {
+    int (*real)(__rlimit_resource_t, const struct rlimit *) = dlsym(RTLD_NEXT, "setrlimit");
+    int ret = real(r, l);
+    if (ret < 0 && errno == EPERM && r == RLIMIT_MEMLOCK)
+        return 0;
+    return ret;
+}
+"#,
+        )
+        .unwrap();
+        let so = dir.join("shim.so");
+        let out = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .expect("gcc (scripts/install-deps installs it)");
+        assert!(
+            out.status.success(),
+            "gcc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("crun runs with {} (no CAP_SYS_RESOURCE here)", so.display());
+        Some(so)
+    })
+    .as_deref()
 }
 
 /// A bundle made by `runc spec` (resources.devices = deny all) around a
@@ -464,6 +611,7 @@ impl Bundle {
 }
 
 struct Container<'a> {
+    runtime: Runtime,
     state: tempfile::TempDir,
     bundle: &'a Bundle,
     id: String,
@@ -471,8 +619,8 @@ struct Container<'a> {
 }
 
 impl<'a> Container<'a> {
-    /// `runc run -d` of `bundle`.
-    fn start(bundle: &'a Bundle) -> anyhow::Result<Container<'a>> {
+    /// `<runtime> run -d` of `bundle`.
+    fn start(runtime: Runtime, bundle: &'a Bundle) -> anyhow::Result<Container<'a>> {
         let state = tempfile::tempdir()?;
         let id = unique("nvd-test");
         let bundle_arg = bundle
@@ -481,26 +629,26 @@ impl<'a> Container<'a> {
             .to_str()
             .context("bundle path")?
             .to_owned();
-        // The container inherits runc's stdio: a pipe would keep
+        // The container inherits the runtime's stdio: a pipe would keep
         // `output()` waiting for it to exit, so errors go to a file.
         let log = state.path().join("run.stderr");
-        let status = Command::new("runc")
-            .arg("--root")
-            .arg(state.path())
+        let status = runtime
+            .command(state.path())
             .args(["run", "-d", "--bundle", &bundle_arg, &id])
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)
             .status()?;
         ensure!(
             status.success(),
-            "runc run: {}",
+            "{} run: {}",
+            runtime.name(),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        let out = runc(state.path(), &["state", &id])?;
+        let out = runtime.run(state.path(), &["state", &id])?;
         let st: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let pid = i32::try_from(st["pid"].as_i64().context("runc state pid")?)?;
+        let pid = i32::try_from(st["pid"].as_i64().context("state pid")?)?;
         Ok(Container {
+            runtime,
             state,
             bundle,
             id,
@@ -509,81 +657,172 @@ impl<'a> Container<'a> {
     }
 
     /// Opens (read-write) a `c major:minor` node made in the container's
-    /// `/dev` with `runc exec`: whether the device cgroup denied it.
+    /// `/dev` with `exec`: whether the device cgroup denied it.
     fn denied(&self, major: u32, minor: u32) -> anyhow::Result<bool> {
         let node = format!("/dev/t{major}_{minor}");
         let script =
             format!("{{ test -e {node} || mknod {node} c {major} {minor}; }} && exec 3<>{node}");
-        let out = runc(self.state.path(), &["exec", &self.id, "sh", "-c", &script])?;
+        let out = self
+            .runtime
+            .run(self.state.path(), &["exec", &self.id, "sh", "-c", &script])?;
         let err = String::from_utf8_lossy(&out.stderr);
         ensure!(!err.contains("mknod"), "mknod {node} failed: {err}");
         ensure!(
             out.status.success() || err.contains(&format!("can't create {node}")),
-            "runc exec: {err}"
+            "{} exec: {err}",
+            self.runtime.name()
         );
         Ok(err.contains("Operation not permitted"))
+    }
+
+    /// Denied or not, for each of `devices`.
+    fn probe(&self, devices: &[(u32, u32)]) -> anyhow::Result<Vec<bool>> {
+        devices.iter().map(|&(m, n)| self.denied(m, n)).collect()
     }
 }
 
 impl Drop for Container<'_> {
     fn drop(&mut self) {
-        let _ = runc(self.state.path(), &["delete", "--force", &self.id]);
+        let _ = self
+            .runtime
+            .run(self.state.path(), &["delete", "--force", &self.id]);
     }
 }
 
-fn have_runc(test: &str) -> bool {
-    if Command::new("runc")
+fn have(runtime: Runtime, test: &str) -> bool {
+    if Command::new(runtime.name())
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
     {
         return true;
     }
-    skip(test, "runc");
+    skip(test, runtime.name());
     false
 }
 
-fn check_runc_container(bundle: &Bundle, v2_checks: bool) -> anyhow::Result<()> {
-    let c = Container::start(bundle)?;
+/// Starts a container, allows `c 195:0` with the hook's code, and checks
+/// what the container can open before and after: 195:0 denied then allowed;
+/// 195:1, tun (10:200) and 42:42 exactly as the runtime left them; for v2,
+/// each program the runtime attached is still there, instruction for
+/// instruction, behind the allow blocks.
+fn check_container(
+    runtime: Runtime,
+    bundle: &Bundle,
+    v2_checks: bool,
+) -> anyhow::Result<Vec<bool>> {
+    check_container_then(runtime, bundle, v2_checks, |_, _| Ok(()))
+}
+
+/// [`check_container`], then `then(container, what it can open now)`.
+fn check_container_then(
+    runtime: Runtime,
+    bundle: &Bundle,
+    v2_checks: bool,
+    then: impl FnOnce(&Container<'_>, &[bool]) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<bool>> {
+    let c = Container::start(runtime, bundle)?;
     let spec_devices = &c.bundle.spec_devices;
     let dev = tempfile::tempdir()?;
-    ensure!(c.denied(195, 0)?, "195:0 is denied before");
+    let devices = PROBED;
+    let before = c.probe(&devices)?;
+    ensure!(
+        before[0] && before[1] && !before[2] && before[4],
+        "{}: 195:0, 195:1 and 42:42 denied, 1:3 allowed before: {before:?}",
+        runtime.name()
+    );
+    let mut programs = Vec::new();
     if v2_checks {
         let cg = hook::cgroup::find_device_cgroup(&HostPaths::default(), c.pid)?;
         let hook::cgroup::DeviceCgroup::V2(dir) = cg else {
             bail!("expected a v2 cgroup, got {cg:?}")
         };
-        let progs = attached(&dir)?;
-        ensure!(progs.len() == 1, "runc attached {} programs", progs.len());
-        let ours = v2::rulesets(spec_devices, &[])?.runc.compile();
-        let show = |p: &[bpf::Insn]| {
-            p.iter()
-                .map(hook::cgroup::program::disassemble)
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
+        programs = attached(&dir)?;
         ensure!(
-            progs[0].1 == ours,
-            "runc's program differs from ours:\nrunc:\n{}\nours:\n{}",
-            show(&progs[0].1),
-            show(&ours)
+            !programs.is_empty(),
+            "{} attached no device program",
+            runtime.name()
         );
+        if runtime == Runtime::Runc {
+            // The tests' model of runc 1.1 (what the other tests attach).
+            let ours = Ruleset::fold(&program::runc_rules(spec_devices)?)?.compile();
+            let show = |p: &[bpf::Insn]| {
+                p.iter()
+                    .map(program::disassemble)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            ensure!(
+                programs.len() == 1 && programs[0].1 == ours,
+                "runc's program differs from the model:\nrunc:\n{}\nmodel:\n{}",
+                show(&programs[0].1),
+                show(&ours)
+            );
+        }
     }
-    allow_devices(
-        &host_paths(dev.path()),
-        c.pid,
-        &[rule(195, 0)],
-        spec_devices,
-    )?;
-    ensure!(!c.denied(195, 0)?, "195:0 is allowed after");
-    ensure!(c.denied(195, 1)?, "195:1 is still denied");
-    ensure!(!c.denied(1, 3)?, "1:3 (/dev/null) is still allowed");
+    let planned = [rule(195, 0)];
+    allow_devices(&host_paths(dev.path()), c.pid, &planned, spec_devices)?;
+    let after = c.probe(&devices)?;
+    let mut want = before.clone();
+    want[0] = ALLOWED;
+    ensure!(
+        after == want,
+        "{}: after the hook {after:?}, wanted {want:?} (only 195:0 changes)",
+        runtime.name()
+    );
+    if v2_checks {
+        let cg = hook::cgroup::find_device_cgroup(&HostPaths::default(), c.pid)?;
+        let hook::cgroup::DeviceCgroup::V2(dir) = cg else {
+            bail!("expected a v2 cgroup, got {cg:?}")
+        };
+        let now = attached(&dir)?;
+        let (ours, _) = v2::planned_rules(spec_devices, &planned)?;
+        ensure!(now.len() == programs.len(), "as many programs as before");
+        for (id, insns) in &programs {
+            let want = program::prepend_allow(&ours, insns)?;
+            ensure!(
+                now.iter().any(|(new_id, got)| new_id != id && *got == want),
+                "{}'s program {id} is kept behind the allow blocks",
+                runtime.name()
+            );
+        }
+    }
+    then(&c, &after)?;
+    Ok(before)
+}
+
+/// The devices [`check_container`] probes.
+const PROBED: [(u32, u32); 5] = [(195, 0), (195, 1), (1, 3), (10, 200), (42, 42)];
+
+/// `<runtime> update` with an empty resources document (the runtime applies
+/// the container's cgroup configuration again; no controller is needed, and
+/// the hybrid host's cgroup2 tree has none), then the same devices as after
+/// the hook.
+fn update_keeps_the_gpu(c: &Container<'_>, after: &[bool]) -> anyhow::Result<()> {
+    let resources = c.state.path().join("resources.json");
+    std::fs::write(&resources, "{}")?;
+    let resources = resources.to_str().context("state path")?;
+    let out = c
+        .runtime
+        .run(c.state.path(), &["update", "--resources", resources, &c.id])?;
+    ensure!(
+        out.status.success(),
+        "{} update: {}",
+        c.runtime.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = c.probe(&PROBED)?;
+    ensure!(
+        again == after,
+        "{}: after update {again:?}, before it {after:?}",
+        c.runtime.name()
+    );
     Ok(())
 }
 
 #[test]
 fn runc_v1_container() {
-    if !privileged("runc_v1_container") || !have_runc("runc_v1_container") {
+    if !privileged("runc_v1_container") || !have(Runtime::Runc, "runc_v1_container") {
         return;
     }
     if bpf::is_cgroup2(Path::new("/sys/fs/cgroup")).unwrap_or(false) {
@@ -594,21 +833,46 @@ fn runc_v1_container() {
         return;
     }
     let bundle = Bundle::prepare().unwrap();
-    check_runc_container(&bundle, false).unwrap();
+    check_container(Runtime::Runc, &bundle, false).unwrap();
 }
 
 #[test]
-fn runc_v2_container_program_matches_ours() {
-    if !have_runc("runc_v2_container_program_matches_ours") {
+fn runc_v2_container_program_is_kept() {
+    const NAME: &str = "runc_v2_container_program_is_kept";
+    if !have(Runtime::Runc, NAME) {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
         // in_v2_namespace prints the SKIP line (or fails under CI).
-        in_v2_namespace("runc_v2_container_program_matches_ours", || Ok(()));
+        in_v2_namespace(NAME, || Ok(()));
         return;
     }
     let bundle = Bundle::prepare().unwrap();
-    in_v2_namespace("runc_v2_container_program_matches_ours", || {
-        check_runc_container(&bundle, true)
+    in_v2_namespace(NAME, || {
+        let before = check_container_then(Runtime::Runc, &bundle, true, update_keeps_the_gpu)?;
+        // runc 1.1 allows tun; the hook neither added nor removed it.
+        ensure!(!before[3], "runc 1.1 allows tun: {before:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn crun_v2_container_program_is_kept() {
+    const NAME: &str = "crun_v2_container_program_is_kept";
+    if !have(Runtime::Crun, NAME) {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        in_v2_namespace(NAME, || Ok(()));
+        return;
+    }
+    let bundle = Bundle::prepare().unwrap();
+    memlock_shim();
+    in_v2_namespace(NAME, || {
+        let before = check_container_then(Runtime::Crun, &bundle, true, update_keeps_the_gpu)?;
+        // crun's defaults have no tun: it stays denied after the hook
+        // (a hook that rebuilt runc's defaults would grant it).
+        ensure!(before[3], "crun denies tun: {before:?}");
+        Ok(())
     });
 }

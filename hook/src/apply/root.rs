@@ -337,7 +337,7 @@ impl ContainerRoot {
             name: name.to_owned(),
             flags: create,
             mode,
-            source: Errno::EEXIST,
+            errno: Errno::EEXIST,
         }))
     }
 

@@ -30,9 +30,9 @@
 //! # What is written
 //!
 //! - v1 ([`v1`]): one `c M:m rw` line per planned rule to `devices.allow`.
-//! - v2 ([`v2`]): runc's program is replaced by one built from the spec's
-//!   `linux.resources.devices`, runc's defaults and the planned rules
-//!   ([`program`] says why and how).
+//! - v2 ([`v2`]): each device program the runtime attached is replaced by
+//!   one that allows the planned devices first and then runs the runtime's
+//!   own instructions unchanged ([`program`] says why and how).
 //!
 //! Then, for every planned device whose node is found under
 //! `paths.dev_root`, a `<dev_root>/char/M:m -> ../<node>` link is created if
@@ -208,7 +208,8 @@ pub enum DeviceCgroup {
 
 /// Allows the `planned` devices to the container whose init process is `pid`
 /// (module doc: which cgroup, what is written). `spec_rules` is the bundle's
-/// `linux.resources.devices` (used for v2 only). Does nothing for an empty
+/// `linux.resources.devices` (v2 only: when they already allow every planned
+/// access, the runtime's program is left alone). Does nothing for an empty
 /// `planned`; the caller does not call it at all with `no-cgroups`.
 pub fn allow_devices(
     paths: &HostPaths,

@@ -1,19 +1,22 @@
 //! The cgroup v2 device filter: device rules folded the way runc folds them,
-//! compiled to the eBPF program runc would attach. Pure: no I/O.
+//! compiled to eBPF the way runc compiles them, and allow blocks prepended
+//! to a program a runtime attached. Pure: no I/O.
 //!
-//! # Why replicate runc exactly
+//! # Why prepend
 //!
-//! runc (1.1 and later) attaches its own `BPF_PROG_TYPE_CGROUP_DEVICE`
-//! program with `BPF_F_ALLOW_MULTI`; when several programs are attached,
-//! *every* one must allow an access. So the hook cannot add a program that
-//! allows its devices: it must replace runc's program with one that allows
-//! exactly what runc's allowed plus the planned devices. This module rebuilds
-//! runc's rule list ([`runc_rules`]: the spec's `linux.resources.devices`,
-//! then runc's [`RUNC_DEFAULT_RULES`]), appends the planned rules, folds the
-//! list like runc's `devices.Emulator` ([`Ruleset::fold`]) and compiles it
-//! like runc's `devicefilter.DeviceFilter` ([`Ruleset::compile`]), so that
-//! with no planned rules the output is instruction for instruction the
-//! program runc attached.
+//! runc and crun attach their own `BPF_PROG_TYPE_CGROUP_DEVICE` program with
+//! `BPF_F_ALLOW_MULTI`; when several programs are attached, *every* one must
+//! allow an access. So the hook cannot add a program that allows its
+//! devices: it replaces each attached program with one that runs allow
+//! blocks for the planned devices first and then the attached program's own
+//! instructions, unchanged ([`prepend_allow`], as libnvidia-container does).
+//! The container keeps exactly what its runtime gave it, whichever runtime
+//! and version that was, plus the planned devices; nothing else.
+//!
+//! [`Ruleset`] folds a rule list like runc's `devices.Emulator`
+//! ([`Ruleset::fold`]) and compiles it like runc's
+//! `devicefilter.DeviceFilter` ([`Ruleset::compile`]); the allow blocks are
+//! compiled the same way. The tests use it to model what runc attaches.
 //!
 //! # Folding (runc `libcontainer/cgroups/devices/devices_emulator.go`)
 //!
@@ -26,6 +29,9 @@
 //! it, as runc refuses). The initial state is deny-all.
 //!
 //! # Program layout (runc `libcontainer/cgroups/ebpf/devicefilter`, from crun)
+//!
+//! [`prepend_allow`] emits the same prelude and blocks (with r0 as the
+//! scratch register, so r1 still holds the context) and no final exit.
 //!
 //! ```text
 //!   r2 = *(u32 *)(r1 + 0)      ; access_type
@@ -211,16 +217,15 @@ const fn dev(major: Option<u32>, minor: Option<u32>, kind: DevType, access: Acce
     }
 }
 
-/// runc's `AllowedDevices` (`libcontainer/specconv/spec_linux.go`, the same
-/// in 1.1 and 1.2+), which runc appends after the spec's rules: mknod of
-/// anything, `/dev/{null,random,full,tty,zero,urandom}`, `/dev/pts/*`,
-/// `/dev/ptmx` and `/dev/net/tun`, all `rwm`. (`/dev/console` is not in it:
-/// runc bind-mounts a pty there.)
+/// A model of runc for the tests (the hook never decides access from it:
+/// it keeps whatever program the runtime attached, see the module doc).
 ///
-/// runc drops a default device rule when `linux.devices` lists a device
-/// with the same path; this list cannot see `linux.devices`, so for such a
-/// spec the rebuilt program allows that one default device where runc's did
-/// not (a harmless widening to a standard device).
+/// runc 1.1's `AllowedDevices` (`libcontainer/specconv/spec_linux.go`),
+/// which runc appends after the spec's rules: mknod of anything,
+/// `/dev/{null,random,full,tty,zero,urandom}`, `/dev/pts/*`, `/dev/ptmx` and
+/// `/dev/net/tun`, all `rwm`. Other runtimes and versions differ (runc
+/// 1.2.0-1.2.1 dropped tun; crun has no tun), which is why the hook does
+/// not use this list.
 pub const RUNC_DEFAULT_RULES: [Rule; 11] = [
     dev(None, None, DevType::Char, Access::MKNOD),
     dev(None, None, DevType::Block, Access::MKNOD),
@@ -338,7 +343,7 @@ pub fn from_planned(rule: &rules::DeviceRule) -> Result<Rule, ProgramError> {
     })
 }
 
-/// The rule list runc builds for a container: the spec's
+/// A model of runc for the tests: the rule list runc builds for a container: the spec's
 /// `linux.resources.devices` in order, then [`RUNC_DEFAULT_RULES`].
 pub fn runc_rules(spec_rules: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, ProgramError> {
     let mut out = spec_rules
@@ -479,47 +484,85 @@ impl Ruleset {
 
     /// The eBPF program enforcing this rule set (layout in the module doc).
     pub fn compile(&self) -> Vec<Insn> {
-        let mut p = vec![
-            ldx_w(R2, R1, 0),
-            alu32_imm(AND, R2, 0xffff),
-            ldx_w(R3, R1, 0),
-            alu32_imm(RSH, R3, 16),
-            ldx_w(R4, R1, 4),
-            ldx_w(R5, R1, 8),
-        ];
-        for (&(major, minor, kind), &access) in &self.exceptions {
-            let check_access = access != Access::ALL;
-            let len = 1
-                + if check_access { 3 } else { 0 }
-                + usize::from(major.is_some())
-                + usize::from(minor.is_some())
-                + 2;
-            let next = p.len() + len;
-            // Offset from the instruction after the jump to `next`: every
-            // jump targets the next block, at most 7 instructions on.
-            let to_next = |p: &Vec<Insn>| (next - p.len() - 1) as i16;
-            p.push(jne_imm(R2, kind.bpf(), to_next(&p)));
-            if check_access {
-                p.push(mov32_reg(R1, R3));
-                p.push(alu32_imm(AND, R1, i32::from(access.bits())));
-                p.push(jne_reg(R1, R3, to_next(&p)));
-            }
-            if let Some(major) = major {
-                // runc's `int32(rule.Major)`: the immediate is sign-extended
-                // by the 64-bit compare; device numbers are far below 2^31.
-                p.push(jne_imm(R4, major as i32, to_next(&p)));
-            }
-            if let Some(minor) = minor {
-                p.push(jne_imm(R5, minor as i32, to_next(&p)));
-            }
-            p.push(mov32_imm(R0, i32::from(!self.default_allow)));
-            p.push(exit());
-            debug_assert_eq!(p.len(), next);
+        let mut p = prelude();
+        for (&key, &access) in &self.exceptions {
+            push_block(&mut p, key, access, !self.default_allow, R1);
         }
         p.push(mov32_imm(R0, i32::from(self.default_allow)));
         p.push(exit());
         p
     }
+}
+
+/// Loads the access type, access bits, major and minor into r2..r5.
+fn prelude() -> Vec<Insn> {
+    vec![
+        ldx_w(R2, R1, 0),
+        alu32_imm(AND, R2, 0xffff),
+        ldx_w(R3, R1, 0),
+        alu32_imm(RSH, R3, 16),
+        ldx_w(R4, R1, 4),
+        ldx_w(R5, R1, 8),
+    ]
+}
+
+/// One exception block: returns `ret` when the device matches `key` and
+/// the requested access is within `access`, else falls through to the
+/// instruction after the block. `scratch` holds the masked access.
+fn push_block(p: &mut Vec<Insn>, key: Key, access: Access, ret: bool, scratch: u8) {
+    let (major, minor, kind) = key;
+    let check_access = access != Access::ALL;
+    let len = 1
+        + if check_access { 3 } else { 0 }
+        + usize::from(major.is_some())
+        + usize::from(minor.is_some())
+        + 2;
+    let next = p.len() + len;
+    // Offset from the instruction after the jump to `next`: every jump
+    // targets the next block, at most 7 instructions on.
+    let to_next = |p: &Vec<Insn>| (next - p.len() - 1) as i16;
+    p.push(jne_imm(R2, kind.bpf(), to_next(p)));
+    if check_access {
+        p.push(mov32_reg(scratch, R3));
+        p.push(alu32_imm(AND, scratch, i32::from(access.bits())));
+        p.push(jne_reg(scratch, R3, to_next(p)));
+    }
+    if let Some(major) = major {
+        // runc's `int32(rule.Major)`: the immediate is sign-extended by the
+        // 64-bit compare; device numbers are far below 2^31.
+        p.push(jne_imm(R4, major as i32, to_next(p)));
+    }
+    if let Some(minor) = minor {
+        p.push(jne_imm(R5, minor as i32, to_next(p)));
+    }
+    p.push(mov32_imm(R0, i32::from(ret)));
+    p.push(exit());
+    debug_assert_eq!(p.len(), next);
+}
+
+/// A program that allows the `allowed` devices and otherwise does exactly
+/// what `original` (a device program the runtime attached, as the kernel
+/// returns it) does: the allow blocks first, then `original` unchanged.
+///
+/// The blocks read the context through r1 and use only r0 and r2..r5, which
+/// `original` cannot read before writing them (the verifier refused it
+/// otherwise); r1 still holds the context and r10 the frame when `original`
+/// starts, so it runs as it did alone. Its jumps are relative and stay
+/// within it. `allowed` is folded first (duplicates merged); a deny rule in
+/// it is ignored: this function only ever widens `original` by `allowed`.
+pub fn prepend_allow(allowed: &[Rule], original: &[Insn]) -> Result<Vec<Insn>, ProgramError> {
+    let set = Ruleset::fold(allowed.iter().filter(|r| r.allow))?;
+    if set.default_allow {
+        // An `allow a` rule: everything is allowed, `original` is moot (and
+        // unreachable code would be refused by the verifier).
+        return Ok(vec![mov32_imm(R0, 1), exit()]);
+    }
+    let mut p = prelude();
+    for (&key, &access) in &set.exceptions {
+        push_block(&mut p, key, access, true, R0);
+    }
+    p.extend_from_slice(original);
+    Ok(p)
 }
 
 impl fmt::Display for Ruleset {
@@ -1045,6 +1088,103 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest::proptest! {
+        /// A program with allow blocks prepended allows exactly what the
+        /// original allowed plus what the blocks allow, and nothing else.
+        #[test]
+        fn prepended_program_widens_by_the_allowed_rules_only(
+            original in proptest::collection::vec(any_rule(), 0..10),
+            extra in proptest::collection::vec(any_rule(), 0..4),
+        ) {
+            let Ok(orig) = Ruleset::fold(&original) else { return Ok(()) };
+            let allowed: Vec<Rule> = extra
+                .into_iter()
+                .filter(|r| r.allow && matches!(r.target, Target::Dev { .. }))
+                .collect();
+            let Ok(ours) = Ruleset::fold(&allowed) else { return Ok(()) };
+            let orig_prog = orig.compile();
+            let prog = prepend_allow(&allowed, &orig_prog).unwrap();
+            proptest::prop_assert_eq!(&prog[prog.len() - orig_prog.len()..], &orig_prog[..]);
+            for kind in [DevType::Block, DevType::Char] {
+                for major in 0..5 {
+                    for minor in 0..5 {
+                        for a in 1..8 {
+                            let want = orig.allows(kind, major, minor, Access(a))
+                                || ours.allows(kind, major, minor, Access(a));
+                            let got = interpret(&prog, kind, major, minor, Access(a));
+                            proptest::prop_assert_eq!(got, u64::from(want), "{} {}:{} {}", kind.letter(), major, minor, Access(a));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepended_blocks_keep_r1_and_the_original_verbatim() {
+        // A runtime's program that denies everything but c 1:3 (crun-like:
+        // no tun), and the GPU rules prepended.
+        let original = Ruleset::fold(&[
+            from_spec(0, &spec(false, None, None, None, "rwm")).unwrap(),
+            from_spec(1, &spec(true, Some("c"), Some(1), Some(3), "rwm")).unwrap(),
+        ])
+        .unwrap()
+        .compile();
+        let prog = prepend_allow(
+            &[
+                from_planned(&planned(195, 255)).unwrap(),
+                from_planned(&planned(195, 0)).unwrap(),
+                from_planned(&planned(195, 0)).unwrap(),
+            ],
+            &original,
+        )
+        .unwrap();
+        let text: Vec<String> = prog.iter().map(disassemble).collect();
+        assert_eq!(
+            text[..6 + 2 * 8],
+            [
+                "r2 = *(u32 *)(r1 + 0)",
+                "w2 &= 0xffff",
+                "r3 = *(u32 *)(r1 + 0)",
+                "w3 >>= 16",
+                "r4 = *(u32 *)(r1 + 4)",
+                "r5 = *(u32 *)(r1 + 8)",
+                "if r2 != 0x2 goto +7",
+                "w0 = w3",
+                "w0 &= 0x6",
+                "if r0 != r3 goto +4",
+                "if r4 != 0xc3 goto +3",
+                "if r5 != 0x0 goto +2",
+                "w0 = 1",
+                "exit",
+                "if r2 != 0x2 goto +7",
+                "w0 = w3",
+                "w0 &= 0x6",
+                "if r0 != r3 goto +4",
+                "if r4 != 0xc3 goto +3",
+                "if r5 != 0xff goto +2",
+                "w0 = 1",
+                "exit",
+            ]
+        );
+        assert_eq!(prog[22..], original[..]);
+        // Nothing before the original writes r1 (the context pointer).
+        assert!(prog[..22].iter().all(|i| i.regs & 0xf != 1));
+        // Tun (10:200) stays denied; the GPUs are allowed rw, not m.
+        assert_eq!(interpret(&prog, DevType::Char, 10, 200, Access::READ), 0);
+        assert_eq!(interpret(&prog, DevType::Char, 1, 3, Access::ALL), 1);
+        assert_eq!(interpret(&prog, DevType::Char, 195, 0, Access(6)), 1);
+        assert_eq!(interpret(&prog, DevType::Char, 195, 0, Access::MKNOD), 0);
+        assert_eq!(interpret(&prog, DevType::Char, 195, 1, Access::READ), 0);
+        // `allow a`: everything, the original is not kept (unreachable).
+        let all = Rule {
+            allow: true,
+            target: Target::All,
+            access: Access::ALL,
+        };
+        assert_eq!(prepend_allow(&[all], &original).unwrap().len(), 2);
     }
 
     #[test]

@@ -33,19 +33,20 @@ pub const NO_SYMLINKS: ResolveFlag =
 /// A file-system syscall that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    /// `open(2)` of a host path.
-    #[error("open({path:?}, {flags:?})")]
+    /// `open(2)` of a host path. Displayed in words (the caller names the
+    /// path); the call itself is logged at debug level.
+    #[error("{}", in_words(*errno, ResolveFlag::empty()))]
     Open {
         /// The host path.
         path: PathBuf,
         /// Flags.
         flags: OFlag,
-        /// The cause.
-        #[source]
-        source: Errno,
+        /// What the kernel said.
+        errno: Errno,
     },
-    /// `openat2(2)`.
-    #[error("openat2(fd {dirfd}, {path:?}, {flags:?}, {resolve:?})")]
+    /// `openat2(2)`. Displayed in words (the caller names the path); the
+    /// call itself is logged at debug level.
+    #[error("{}", in_words(*errno, *resolve))]
     Openat2 {
         /// Directory descriptor.
         dirfd: RawFd,
@@ -55,12 +56,12 @@ pub enum FsError {
         flags: OFlag,
         /// Resolution flags.
         resolve: ResolveFlag,
-        /// The cause.
-        #[source]
-        source: Errno,
+        /// What the kernel said.
+        errno: Errno,
     },
-    /// `openat(2)` (creation of one name).
-    #[error("openat(fd {dirfd}, {name:?}, {flags:?}, 0o{mode:o})")]
+    /// `openat(2)` (creation of one name). Displayed in words (the caller
+    /// names the path); the call itself is logged at debug level.
+    #[error("{}", in_words(*errno, ResolveFlag::empty()))]
     Openat {
         /// Directory descriptor.
         dirfd: RawFd,
@@ -70,9 +71,8 @@ pub enum FsError {
         flags: OFlag,
         /// Mode of a created file.
         mode: u32,
-        /// The cause.
-        #[source]
-        source: Errno,
+        /// What the kernel said.
+        errno: Errno,
     },
     /// `mkdirat(2)`.
     #[error("mkdirat(fd {dirfd}, {name:?}, 0o{mode:o})")]
@@ -218,7 +218,7 @@ pub enum FsError {
     },
     /// A descriptor reopened through `/proc/self/fd` is not the file it
     /// was opened from (device or inode differ).
-    #[error("reopen(fd {fd}, {flags:?}): /proc/self/fd/{fd} is another file")]
+    #[error("the file changed while it was being opened (/proc/self/fd/{fd} is another file)")]
     ReopenMismatch {
         /// The descriptor reopened.
         fd: RawFd,
@@ -248,10 +248,10 @@ impl FsError {
     /// The errno behind the failure (`EIO` for a write error without one).
     pub fn errno(&self) -> Errno {
         match self {
-            FsError::Open { source, .. }
-            | FsError::Openat2 { source, .. }
-            | FsError::Openat { source, .. }
-            | FsError::Mkdirat { source, .. }
+            FsError::Open { errno, .. }
+            | FsError::Openat2 { errno, .. }
+            | FsError::Openat { errno, .. } => *errno,
+            FsError::Mkdirat { source, .. }
             | FsError::Mknodat { source, .. }
             | FsError::Symlinkat { source, .. }
             | FsError::Renameat { source, .. }
@@ -273,6 +273,37 @@ impl FsError {
     }
 }
 
+/// What an open's errno means, in words, for a message that already names
+/// the path (`cannot resolve /usr/lib inside the container root: ...`).
+/// `resolve` tells a symlink loop from a symlink refused outright.
+pub fn in_words(errno: Errno, resolve: ResolveFlag) -> String {
+    let no_symlinks = resolve.contains(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match errno {
+        Errno::ELOOP if no_symlinks => {
+            "it is a symlink, and no symlink is followed there".to_owned()
+        }
+        Errno::ELOOP if resolve.contains(ResolveFlag::RESOLVE_NO_MAGICLINKS) => {
+            "it is a symlink loop (or more than 40 symlinks, or a /proc magic link)".to_owned()
+        }
+        Errno::ELOOP => "it is a symlink loop (or more than 40 symlinks)".to_owned(),
+        Errno::ENAMETOOLONG => "name too long".to_owned(),
+        Errno::ENOENT => "it does not exist".to_owned(),
+        Errno::ENOTDIR => "a component of the path is not a directory".to_owned(),
+        Errno::EISDIR => "it is a directory".to_owned(),
+        Errno::EXDEV => "it leads out of the directory it must stay in".to_owned(),
+        Errno::EAGAIN => format!(
+            "the directory tree kept changing while it was resolved ({OPENAT2_RETRIES} tries)"
+        ),
+        Errno::EACCES | Errno::EPERM => "permission denied".to_owned(),
+        Errno::EEXIST => "it already exists".to_owned(),
+        Errno::ENXIO | Errno::ENODEV => "no such device".to_owned(),
+        Errno::ENOSPC => "no space left on the device".to_owned(),
+        Errno::EROFS => "the file system is read-only".to_owned(),
+        Errno::ENOSYS => "this kernel has no openat2 (Linux 5.6 or later is needed)".to_owned(),
+        other => other.desc().to_lowercase(),
+    }
+}
+
 fn raw(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
 }
@@ -285,11 +316,15 @@ pub fn open_host(path: &Path, flags: OFlag) -> Result<OwnedFd, FsError> {
         .custom_flags((flags | OFlag::O_CLOEXEC).bits() & !libc::O_ACCMODE);
     match opts.open(path) {
         Ok(f) => Ok(OwnedFd::from(f)),
-        Err(e) => Err(FsError::Open {
-            path: path.to_path_buf(),
-            flags,
-            source: e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO),
-        }),
+        Err(e) => {
+            let errno = e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
+            log::debug!("open({path:?}, {flags:?}): {errno}");
+            Err(FsError::Open {
+                path: path.to_path_buf(),
+                flags,
+                errno,
+            })
+        }
     }
 }
 
@@ -315,12 +350,18 @@ pub fn openat2(
         }
         result = nix::fcntl::openat2(dirfd.as_fd(), path, how);
     }
-    result.map_err(|source| FsError::Openat2 {
-        dirfd: raw(dirfd),
-        path: path.to_path_buf(),
-        flags,
-        resolve,
-        source,
+    result.map_err(|errno| {
+        log::debug!(
+            "openat2(fd {}, {path:?}, {flags:?}, {resolve:?}): {errno}",
+            raw(dirfd)
+        );
+        FsError::Openat2 {
+            dirfd: raw(dirfd),
+            path: path.to_path_buf(),
+            flags,
+            resolve,
+            errno,
+        }
     })
 }
 
@@ -337,12 +378,18 @@ pub fn openat(dirfd: &impl AsFd, name: &str, flags: OFlag, mode: u32) -> Result<
         flags | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(mode),
     )
-    .map_err(|source| FsError::Openat {
-        dirfd: raw(dirfd),
-        name: name.to_owned(),
-        flags,
-        mode,
-        source,
+    .map_err(|errno| {
+        log::debug!(
+            "openat(fd {}, {name:?}, {flags:?}, 0o{mode:o}): {errno}",
+            raw(dirfd)
+        );
+        FsError::Openat {
+            dirfd: raw(dirfd),
+            name: name.to_owned(),
+            flags,
+            mode,
+            errno,
+        }
     })
 }
 
