@@ -71,6 +71,11 @@ fn assert_whole_flow(out: &Output) {
         "PASS  bus ids (index order)",
         "PASS  driver version",
         "PASS  CUDA version",
+        "PASS  runc all cuda ",
+        "PASS  runc index 1 cuda ",
+        "PASS  runc uuid cuda ",
+        "PASS  runc none cuda ",
+        "PASS  wrapper all cuda ",
         "PASS  runc all nvml ",
         "PASS  runc all nvidia-smi -L ",
         "PASS  runc index 1 nvidia-smi -L ",
@@ -84,6 +89,7 @@ fn assert_whole_flow(out: &Output) {
         assert!(out.stdout.contains(row), "no {row:?} row:\n{out}");
     }
     assert!(!out.stdout.contains("FAIL"), "{out}");
+    assert!(!out.stdout.contains("SKIP"), "{out}");
 }
 
 #[test]
