@@ -20,6 +20,7 @@ mod hook_podman;
 mod hook_runc;
 mod layering;
 mod podman;
+mod real_driver;
 mod runc;
 mod simulated_gpus;
 mod v1_bench;
