@@ -596,6 +596,42 @@ impl<'r> FileFinder<'r> {
 #[derive(Debug, Clone)]
 pub struct LibraryCandidates(Vec<Candidate>);
 
+impl LibraryCandidates {
+    /// The driver versions the candidate `libcuda` and `libnvidia-ml` files
+    /// are named with (`535.309.01` of `libcuda.so.535.309.01`), with one
+    /// file name of each: what the files say the driver is, to hold against
+    /// NVML's answer.
+    pub fn file_versions(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for c in &self.0 {
+            if !matches!(c.spec.stem, "libcuda" | "libnvidia-ml") {
+                continue;
+            }
+            let name = c.inside.rsplit('/').next().unwrap_or("");
+            let Some(version) = name
+                .strip_prefix(c.spec.stem)
+                .and_then(|r| r.strip_prefix(".so."))
+            else {
+                continue;
+            };
+            if version.contains('.')
+                && version
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                // `libcuda` names the example when there is one.
+                let entry = out
+                    .entry(version.to_owned())
+                    .or_insert_with(|| name.to_owned());
+                if c.spec.stem == "libcuda" {
+                    *entry = name.to_owned();
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Gathers library candidates from the cache.
 pub fn library_candidates(
     resolver: &mut Resolver,

@@ -418,3 +418,103 @@ fn probe_470_debian_v2() {
     let out = probe_in_runc(&host, CgroupVersion::V2);
     assert_real_answers(&host, &out);
 }
+
+/// A half-finished upgrade: NVML (the running driver) says 535.309.01, the
+/// files are Tesla 470's. The inventory says so in one line instead of
+/// listing no file.
+#[test]
+fn nvml_and_files_disagree() {
+    require!(BUILD[0], BUILD[1], BUILD[2]);
+    let driver = fixtures::real_driver::ensure(Series::Tesla470, DriverLayout::Debian).unwrap();
+    let host = RealHost::with_nvml_version(driver, Some("535.309.01")).unwrap();
+    let out = host.inventory().unwrap();
+    out.assert_failure();
+    let expected = format!(
+        "nvidia-docker-hook: driver version mismatch: NVML ({}) reports driver 535.309.01 \
+         but the driver files in {} are version {} (libcuda.so.{}); finish the driver \
+         upgrade and reboot (or reload the nvidia kernel module) so that both are the same \
+         version\n",
+        host.sim.layout.nvml_lib.display(),
+        host.driver.root.display(),
+        host.driver.version,
+        host.driver.version,
+    );
+    assert_eq!(out.stderr, expected, "{out}");
+}
+
+/// A runc container asking `cuda>=<want>` on a real host, and whether it
+/// started (its stderr otherwise).
+fn require_cuda(host: &RealHost, want: &str, disable: bool) -> e2e::Output {
+    let mut b = Bundle::builder(Variant::Debian)
+        .sh("echo started")
+        .env("NVIDIA_VISIBLE_DEVICES", "all")
+        .env("NVIDIA_REQUIRE_CUDA", &format!("cuda>={want}"))
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+    if disable {
+        b = b.env("NVIDIA_DISABLE_REQUIRE", "true");
+    }
+    runc_run(&b.build().unwrap(), CgroupVersion::V1).unwrap()
+}
+
+/// CUDA compatibility with the real versions: a Tesla 470 host (CUDA 11.4)
+/// refuses a `cuda>=12.0` image with the table's line and starts it with
+/// `NVIDIA_DISABLE_REQUIRE`; a 535 host (CUDA 12.2) starts `cuda>=12.2` and
+/// refuses `cuda>=12.4`.
+#[test]
+fn cuda_requirements_against_real_versions() {
+    require!(BUILD[0], BUILD[1], BUILD[2], Prereq::Runc, Prereq::CgroupV1);
+    let old = RealHost::new(Series::Tesla470, DriverLayout::Installer).unwrap();
+    let out = require_cuda(&old, "12.0", false);
+    out.assert_failure();
+    for part in [
+        "CUDA 12.0 needs driver >=",
+        &old.driver.version,
+        "NVIDIA_DISABLE_REQUIRE",
+    ] {
+        assert!(out.stderr.contains(part), "stderr lacks {part:?}:\n{out}");
+    }
+    assert!(!out.stdout.contains("started"), "{out}");
+    let out = require_cuda(&old, "12.0", true);
+    out.assert_success();
+    assert_eq!(out.stdout, "started\n", "{out}");
+
+    let new = RealHost::new(Series::R535, DriverLayout::Debian).unwrap();
+    let out = require_cuda(&new, "12.2", false);
+    out.assert_success();
+    assert_eq!(out.stdout, "started\n", "{out}");
+    let out = require_cuda(&new, "12.4", false);
+    out.assert_failure();
+    for part in [
+        "CUDA 12.4 needs driver >=",
+        &new.driver.version,
+        "NVIDIA_DISABLE_REQUIRE",
+    ] {
+        assert!(out.stderr.contains(part), "stderr lacks {part:?}:\n{out}");
+    }
+}
+
+/// A containerised driver: the 535 Debian tree bind-mounted read-only at
+/// `<host>/run/nvidia/driver` (the GPU Operator's place) and given to the
+/// hook as `NVIDIA_DOCKER_DRIVER_ROOT`. The inventory records that root,
+/// and the container loads the real libraries from it.
+#[test]
+fn containerised_driver_root() {
+    require!(
+        BUILD[0],
+        BUILD[1],
+        BUILD[2],
+        Prereq::Runc,
+        Prereq::CgroupV2,
+        Prereq::Tool("gcc")
+    );
+    let host = RealHost::containerised(Series::R535, DriverLayout::Debian).unwrap();
+    assert!(host.driver_root.ends_with("run/nvidia/driver"));
+    let inv = host.inventory_json().unwrap();
+    assert_eq!(
+        inv["driver_root"],
+        host.driver_root.to_string_lossy().as_ref(),
+        "{inv}"
+    );
+    let out = probe_in_runc(&host, CgroupVersion::V2);
+    assert_real_answers(&host, &out);
+}
