@@ -518,3 +518,84 @@ fn containerised_driver_root() {
     let out = probe_in_runc(&host, CgroupVersion::V2);
     assert_real_answers(&host, &out);
 }
+
+/// The i386 glibc files the `-m32` probe and the real i386 libraries need
+/// (`libc6-i386`, pulled in by `gcc-multilib`), copied into the container's
+/// `/usr/lib/i386-linux-gnu`, with the loader at `/lib/ld-linux.so.2`: the
+/// test root file systems are 64-bit only.
+const I386_GLIBC: &[&str] = &[
+    "ld-linux.so.2",
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "librt.so.1",
+];
+
+/// compat32: the probe built `-m32` loads the real i386 `libcuda.so.1` and
+/// `libnvidia-ml.so.1` the hook mounted into `/usr/lib/i386-linux-gnu`.
+fn compat32(series: Series, layout: DriverLayout) {
+    require!(
+        BUILD[0],
+        BUILD[1],
+        BUILD[2],
+        Prereq::Runc,
+        Prereq::CgroupV1,
+        Prereq::Tool("gcc")
+    );
+    let host = RealHost::new(series, layout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = probe(dir.path(), true).unwrap();
+    let bundle = Bundle::builder(Variant::Debian)
+        .sh("/gpu-probe32; echo probe.exit=$?")
+        .env("NVIDIA_VISIBLE_DEVICES", "all")
+        .env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility,compat32")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    let root = bundle.rootfs();
+    let lib32 = root.join("usr/lib/i386-linux-gnu");
+    std::fs::create_dir_all(&lib32).unwrap();
+    for name in I386_GLIBC {
+        std::fs::copy(Path::new("/usr/lib32").join(name), lib32.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        "/usr/lib/i386-linux-gnu/ld-linux.so.2",
+        root.join("usr/lib/ld-linux.so.2"),
+    )
+    .unwrap();
+    std::fs::copy(&exe, root.join("gpu-probe32")).unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_success();
+    let v = probe_values(&out.stdout);
+    let get = |k: &str| v.get(k).map(String::as_str).unwrap_or("<missing>");
+    assert_eq!(get("probe.bits"), "32", "{out}");
+    assert_eq!(get("libcuda"), "loaded", "{out}");
+    assert_eq!(
+        get("libcuda.path"),
+        "/usr/lib/i386-linux-gnu/libcuda.so.1",
+        "{out}"
+    );
+    assert_eq!(
+        get("cuDriverGetVersion"),
+        series.cuda_driver_version().to_string(),
+        "{out}"
+    );
+    assert_eq!(get("libnvidia-ml"), "loaded", "{out}");
+    assert_eq!(
+        get("libnvidia-ml.path"),
+        "/usr/lib/i386-linux-gnu/libnvidia-ml.so.1",
+        "{out}"
+    );
+    assert_eq!(get("nvmlInit"), "9", "{out}");
+}
+
+#[test]
+fn compat32_535_debian() {
+    compat32(Series::R535, DriverLayout::Debian);
+}
+
+#[test]
+fn compat32_470_installer() {
+    compat32(Series::Tesla470, DriverLayout::Installer);
+}
