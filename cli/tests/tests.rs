@@ -6,4 +6,5 @@ mod support;
 
 mod golden;
 mod plugin;
+mod real_volume;
 mod setup;
