@@ -80,22 +80,40 @@ pub enum InventoryError {
     /// NVML's driver version is not the version of the driver files: a
     /// driver upgrade replaced the files but the old kernel module (and so
     /// NVML's answer) is still the one running, or the other way round.
-    #[error("driver version mismatch: NVML ({}) reports driver {nvml} but the driver files in {} are version {files} ({example}); finish the driver upgrade and reboot (or reload the nvidia kernel module) so that both are the same version", lib.display(), root.display())]
-    VersionMismatch {
-        /// What NVML said.
-        nvml: String,
-        /// The NVML library.
-        lib: PathBuf,
-        /// The driver root.
-        root: PathBuf,
-        /// The version(s) the files carry.
-        files: String,
-        /// One such file.
-        example: String,
-    },
+    #[error("{0}")]
+    VersionMismatch(Box<VersionMismatch>),
     /// The discovered inventory is inconsistent (e.g. two GPUs with one UUID).
     #[error("the discovered inventory is inconsistent")]
     Inconsistent(#[source] rules::inventory::InventoryError),
+}
+
+/// NVML and the driver files name different driver versions.
+#[derive(Debug)]
+pub struct VersionMismatch {
+    /// What NVML said.
+    pub nvml: String,
+    /// The NVML library.
+    pub lib: PathBuf,
+    /// The driver root.
+    pub root: PathBuf,
+    /// The version(s) the files carry.
+    pub files: String,
+    /// One such file.
+    pub example: String,
+}
+
+impl std::fmt::Display for VersionMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "driver version mismatch: NVML ({}) reports driver {} but the driver files in {} are version {} ({}); finish the driver upgrade and reboot (or reload the nvidia kernel module) so that both are the same version",
+            self.lib.display(),
+            self.nvml,
+            self.root.display(),
+            self.files,
+            self.example
+        )
+    }
 }
 
 /// The inventory: from the snapshot if it is still valid, else discovered
@@ -212,13 +230,13 @@ fn discover_with_fingerprint(
                 .is_some_and(|n| n.ends_with(&format!(".so.{}", facts.driver_version)))
     });
     if !matched && !file_versions.is_empty() && !file_versions.contains_key(&facts.driver_version) {
-        return Err(InventoryError::VersionMismatch {
+        return Err(InventoryError::VersionMismatch(Box::new(VersionMismatch {
             nvml: facts.driver_version.clone(),
             lib: facts.lib.clone(),
             root: paths.driver_root.clone(),
             files: file_versions.keys().cloned().collect::<Vec<_>>().join(", "),
             example: file_versions.values().next().cloned().unwrap_or_default(),
-        });
+        })));
     }
     let inv = Inventory {
         driver_version,
