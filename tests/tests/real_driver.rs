@@ -599,3 +599,90 @@ fn compat32_535_debian() {
 fn compat32_470_installer() {
     compat32(Series::Tesla470, DriverLayout::Installer);
 }
+
+/// What a container asking `caps` must get of a series' table: the rows
+/// (as `64 <name>` / `32 <name>`) of its libraries (video brings compute's,
+/// display graphics'; the i386 rows with `compat32`), its binaries, and the
+/// firmware (always).
+fn expected_mounts(series: Series, version: &str, caps: &[&str]) -> BTreeSet<String> {
+    let has = |c: &str| caps.contains(&c);
+    let lib_cap =
+        |c: &str| has(c) || (c == "compute" && has("video")) || (c == "graphics" && has("display"));
+    let mut out = BTreeSet::new();
+    for (label, name) in table(series) {
+        let name = name.replace("{v}", version);
+        let (bits, cap) = match label.strip_prefix("compat32 ") {
+            Some(cap) => ("32", cap),
+            None => ("64", *label),
+        };
+        let wanted = if cap == "firmware" {
+            true
+        } else if name.contains(".so") {
+            lib_cap(cap) && (bits == "64" || has("compat32"))
+        } else {
+            has(cap)
+        };
+        if wanted {
+            out.insert(format!("{bits} {name}"));
+        }
+    }
+    out
+}
+
+/// Capability sets select the right real files: for each set, a runc
+/// container's driver mounts (`/proc/self/mountinfo` under `/usr/lib`,
+/// `/usr/bin`, `/lib/firmware`) are exactly the table's rows for it.
+fn capability_sets(series: Series) {
+    require!(BUILD[0], BUILD[1], BUILD[2], Prereq::Runc, Prereq::CgroupV1);
+    let script = "awk '{print $5}' /proc/self/mountinfo | grep -E '^/(usr/)?(lib|bin)/' \
+                  | while read m; do case $m in /usr/lib/i386-linux-gnu/*) b=32;; *) b=64;; esac; \
+                  echo \"mount $b ${m##*/}\"; done";
+    for layout in DriverLayout::ALL {
+        let host = RealHost::new(series, layout).unwrap();
+        let hook = host.prestart_hook().unwrap();
+        for caps in [
+            "utility",
+            "compute",
+            "video",
+            "graphics",
+            "display",
+            "ngx",
+            "utility,compute,compat32",
+            "graphics,video,compat32",
+        ] {
+            let bundle = Bundle::builder(Variant::Debian)
+                .sh(script)
+                .env("NVIDIA_VISIBLE_DEVICES", "all")
+                .env("NVIDIA_DRIVER_CAPABILITIES", caps)
+                .hook(HookStage::Prestart, &hook)
+                .build()
+                .unwrap();
+            let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+            out.assert_success();
+            let got: BTreeSet<String> = out
+                .stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("mount "))
+                .map(str::to_owned)
+                .collect();
+            let list: Vec<&str> = caps.split(',').collect();
+            let expected = expected_mounts(series, &host.driver.version, &list);
+            let missing: Vec<_> = expected.difference(&got).collect();
+            let extra: Vec<_> = got.difference(&expected).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{series:?} {layout:?} {caps}: missing {missing:?}, unexpected {extra:?}\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn capability_sets_535() {
+    capability_sets(Series::R535);
+}
+
+#[test]
+fn capability_sets_470() {
+    capability_sets(Series::Tesla470);
+}
