@@ -8,4 +8,5 @@ mod fuzz;
 mod golden;
 mod plugin;
 mod plugin_load;
+mod real_volume;
 mod setup;

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rules::files::{binary_spec, library_spec, LibrarySpec, BINARIES, LIBRARIES};
+use rules::files::{binary_spec, is_driver_file, library_spec, LibrarySpec, BINARIES, LIBRARIES};
 use rules::{DriverFile, ElfClass, FileKind, HostPath, Machine};
 
 use crate::ldcache::{self, LdCache, LdCacheError};
@@ -426,16 +426,17 @@ impl<'r> FileFinder<'r> {
     }
 
     /// Applies the rules to the candidates: a library the toolkit mounts
-    /// must be named `*.so.<driver version>` (`libnvidia-tls` also needs the
+    /// must be named `*.so.<driver version>` or be one of the real driver's
+    /// unversioned files (`rules::files::UNVERSIONED_FILES`; `libnvidia-tls` also needs the
     /// new TLS ABI tag); a v1-only GLVND front end (`libGL`, `libEGL`,
     /// `libGLES*`) must need `libGLdispatch` or an NVIDIA core library
     /// (Mesa's copies are skipped).
     fn select_libraries(candidates: Vec<Candidate>, version: &str) -> Vec<DriverFile> {
-        let suffix = format!(".so.{version}");
         let mut out = Vec::new();
         for c in candidates {
             let keep = if c.spec.toolkit {
-                let versioned = c.inside.ends_with(&suffix);
+                let file_name = c.inside.rsplit('/').next().unwrap_or("");
+                let versioned = is_driver_file(file_name, version);
                 let tls_ok = c.spec.stem != "libnvidia-tls" || c.info.has_new_tls_abi();
                 if !versioned {
                     log::debug!("skipping {}: not versioned with driver {version}", c.inside);
@@ -594,6 +595,42 @@ impl<'r> FileFinder<'r> {
 /// work overlaps the NVML probe).
 #[derive(Debug, Clone)]
 pub struct LibraryCandidates(Vec<Candidate>);
+
+impl LibraryCandidates {
+    /// The driver versions the candidate `libcuda` and `libnvidia-ml` files
+    /// are named with (`535.309.01` of `libcuda.so.535.309.01`), with one
+    /// file name of each: what the files say the driver is, to hold against
+    /// NVML's answer.
+    pub fn file_versions(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for c in &self.0 {
+            if !matches!(c.spec.stem, "libcuda" | "libnvidia-ml") {
+                continue;
+            }
+            let name = c.inside.rsplit('/').next().unwrap_or("");
+            let Some(version) = name
+                .strip_prefix(c.spec.stem)
+                .and_then(|r| r.strip_prefix(".so."))
+            else {
+                continue;
+            };
+            if version.contains('.')
+                && version
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                // `libcuda` names the example when there is one.
+                let entry = out
+                    .entry(version.to_owned())
+                    .or_insert_with(|| name.to_owned());
+                if c.spec.stem == "libcuda" {
+                    *entry = name.to_owned();
+                }
+            }
+        }
+        out
+    }
+}
 
 /// Gathers library candidates from the cache.
 pub fn library_candidates(

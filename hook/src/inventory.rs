@@ -77,9 +77,43 @@ pub enum InventoryError {
         /// The configured root.
         path: PathBuf,
     },
+    /// NVML's driver version is not the version of the driver files: a
+    /// driver upgrade replaced the files but the old kernel module (and so
+    /// NVML's answer) is still the one running, or the other way round.
+    #[error("{0}")]
+    VersionMismatch(Box<VersionMismatch>),
     /// The discovered inventory is inconsistent (e.g. two GPUs with one UUID).
     #[error("the discovered inventory is inconsistent")]
     Inconsistent(#[source] rules::inventory::InventoryError),
+}
+
+/// NVML and the driver files name different driver versions.
+#[derive(Debug)]
+pub struct VersionMismatch {
+    /// What NVML said.
+    pub nvml: String,
+    /// The NVML library.
+    pub lib: PathBuf,
+    /// The driver root.
+    pub root: PathBuf,
+    /// The version(s) the files carry.
+    pub files: String,
+    /// One such file.
+    pub example: String,
+}
+
+impl std::fmt::Display for VersionMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "driver version mismatch: NVML ({}) reports driver {} but the driver files in {} are version {} ({}); finish the driver upgrade and reboot (or reload the nvidia kernel module) so that both are the same version",
+            self.lib.display(),
+            self.nvml,
+            self.root.display(),
+            self.files,
+            self.example
+        )
+    }
 }
 
 /// The inventory: from the snapshot if it is still valid, else discovered
@@ -176,6 +210,7 @@ fn discover_with_fingerprint(
             version: facts.driver_version.clone(),
             source,
         })?;
+    let file_versions = candidates.file_versions();
     let files = discover::driver_files(
         &mut resolver,
         candidates,
@@ -186,6 +221,23 @@ fn discover_with_fingerprint(
             mps_pipe_dir: &cfg.mps_pipe_dir,
         },
     );
+    let matched = files.iter().any(|f| {
+        f.kind == rules::FileKind::Library
+            && f.path
+                .as_str()
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.ends_with(&format!(".so.{}", facts.driver_version)))
+    });
+    if !matched && !file_versions.is_empty() && !file_versions.contains_key(&facts.driver_version) {
+        return Err(InventoryError::VersionMismatch(Box::new(VersionMismatch {
+            nvml: facts.driver_version.clone(),
+            lib: facts.lib.clone(),
+            root: paths.driver_root.clone(),
+            files: file_versions.keys().cloned().collect::<Vec<_>>().join(", "),
+            example: file_versions.values().next().cloned().unwrap_or_default(),
+        })));
+    }
     let inv = Inventory {
         driver_version,
         cuda_version: facts

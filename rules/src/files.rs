@@ -77,6 +77,10 @@ pub const LIBRARIES: &[LibrarySpec] = &[
     lib("libGLESv1_CM_nvidia", Graphics, true, true),
     lib("libnvidia-glvkspirv", Graphics, true, false),
     lib("libnvidia-cbl", Graphics, true, false),
+    // The real driver (535, Tesla 470) ships these; libnvidia-container's
+    // list predates them, the toolkit's CDI mounts every `*.so.<RM>`.
+    lib("libnvidia-vulkan-producer", Graphics, true, false),
+    lib("libnvidia-api", Graphics, true, false),
     // graphics, v1 volume only
     lib("libGL", Graphics, false, true),
     lib("libGLX", Graphics, false, true),
@@ -89,6 +93,22 @@ pub const LIBRARIES: &[LibrarySpec] = &[
     // ngx
     lib("libnvidia-ngx", Ngx, true, false),
 ];
+
+/// Driver libraries whose real file is not named `<stem>.so.<driver version>`
+/// (checked against Debian's 535.309.01 and Tesla 470.256.02 packages):
+/// NVAPI's `libnvidia-api.so.1` (535) and Tesla 470's
+/// `libnvidia-nvvm.so.4.0.0` (535 names it `libnvidia-nvvm.so.535.309.01`).
+/// Discovery keeps them although they do not carry the driver version.
+pub const UNVERSIONED_FILES: &[&str] = &["libnvidia-api.so.1", "libnvidia-nvvm.so.4.0.0"];
+
+/// Whether `file_name` is a driver library file of driver `version`: named
+/// `*.so.<version>`, or one of [`UNVERSIONED_FILES`].
+pub fn is_driver_file(file_name: &str, version: &str) -> bool {
+    file_name
+        .strip_suffix(version)
+        .is_some_and(|rest| rest.ends_with(".so."))
+        || UNVERSIONED_FILES.contains(&file_name)
+}
 
 /// One driver binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +314,19 @@ mod tests {
         for l in LIBRARIES {
             assert_eq!(library_spec(&format!("{}.so.1", l.stem)), Some(l));
             assert!(l.toolkit || l.v1, "{} is used by nothing", l.stem);
+        }
+    }
+
+    #[test]
+    fn driver_file_names() {
+        assert!(is_driver_file("libcuda.so.535.309.01", "535.309.01"));
+        assert!(!is_driver_file("libcuda.so.535.309.01", "470.256.02"));
+        assert!(!is_driver_file("libcuda.so.1", "535.309.01"));
+        assert!(!is_driver_file("libcuda.so.1535.309.01", "535.309.01"));
+        assert!(is_driver_file("libnvidia-api.so.1", "535.309.01"));
+        assert!(is_driver_file("libnvidia-nvvm.so.4.0.0", "470.256.02"));
+        for f in UNVERSIONED_FILES {
+            assert!(library_spec(f).is_some(), "{f} has no catalogue entry");
         }
     }
 

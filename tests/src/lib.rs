@@ -22,6 +22,7 @@ pub mod mounts;
 pub mod podman;
 pub mod prereq;
 pub mod process;
+pub mod real;
 pub mod runc;
 
 pub use bundle::{Bundle, BundleBuilder, Hook, HookStage};

@@ -23,6 +23,8 @@ mod hook_podman;
 mod hook_runc;
 mod layering;
 mod podman;
+mod real_driver;
+mod real_driver_runtimes;
 mod runc;
 mod simulated_gpus;
 mod v1_bench;
