@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod elf;
+pub mod loader;
 pub mod nvml;
 pub mod probe;
 pub mod root;
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rules::files::{binary_spec, library_spec, LibrarySpec, BINARIES, LIBRARIES};
+use rules::files::{binary_spec, driver_versioned, library_spec, LibrarySpec, BINARIES, LIBRARIES};
 use rules::{DriverFile, ElfClass, FileKind, HostPath, Machine};
 
 use crate::ldcache::{self, LdCache, LdCacheError};
@@ -435,7 +436,7 @@ impl<'r> FileFinder<'r> {
         let mut out = Vec::new();
         for c in candidates {
             let keep = if c.spec.toolkit {
-                let versioned = c.inside.ends_with(&suffix);
+                let versioned = c.inside.ends_with(&suffix) || !driver_versioned(c.spec.stem);
                 let tls_ok = c.spec.stem != "libnvidia-tls" || c.info.has_new_tls_abi();
                 if !versioned {
                     log::debug!("skipping {}: not versioned with driver {version}", c.inside);

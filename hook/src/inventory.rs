@@ -186,6 +186,8 @@ fn discover_with_fingerprint(
             mps_pipe_dir: &cfg.mps_pipe_dir,
         },
     );
+    let loader_files =
+        discover::loader::find_loader_files(&mut resolver, &files, &facts.driver_version);
     let inv = Inventory {
         driver_version,
         cuda_version: facts
@@ -204,6 +206,7 @@ fn discover_with_fingerprint(
         },
         gpus: gpus(&facts)?,
         files,
+        loader_files,
     };
     inv.validate().map_err(InventoryError::Inconsistent)?;
     Ok((inv, fingerprint))

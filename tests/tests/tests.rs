@@ -12,6 +12,7 @@ mod config_docker;
 mod config_podman;
 mod config_runc;
 mod docker;
+mod driver_graphics;
 mod hook_bench;
 mod hook_docker;
 mod hook_hostile;
