@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod elf;
+pub mod loader;
 pub mod nvml;
 pub mod probe;
 pub mod root;
@@ -24,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rules::files::{binary_spec, is_driver_file, library_spec, LibrarySpec, BINARIES, LIBRARIES};
+use rules::files::{
+    binary_spec, driver_versioned, is_driver_file, library_spec, LibrarySpec, BINARIES, LIBRARIES,
+};
 use rules::{DriverFile, ElfClass, FileKind, HostPath, Machine};
 
 use crate::ldcache::{self, LdCache, LdCacheError};
@@ -436,7 +439,8 @@ impl<'r> FileFinder<'r> {
         for c in candidates {
             let keep = if c.spec.toolkit {
                 let file_name = c.inside.rsplit('/').next().unwrap_or("");
-                let versioned = is_driver_file(file_name, version);
+                let versioned =
+                    is_driver_file(file_name, version) || !driver_versioned(c.spec.stem);
                 let tls_ok = c.spec.stem != "libnvidia-tls" || c.info.has_new_tls_abi();
                 if !versioned {
                     log::debug!("skipping {}: not versioned with driver {version}", c.inside);

@@ -238,6 +238,8 @@ fn discover_with_fingerprint(
             example: file_versions.values().next().cloned().unwrap_or_default(),
         })));
     }
+    let loader_files =
+        discover::loader::find_loader_files(&mut resolver, &files, &facts.driver_version);
     let inv = Inventory {
         driver_version,
         cuda_version: facts
@@ -256,6 +258,7 @@ fn discover_with_fingerprint(
         },
         gpus: gpus(&facts)?,
         files,
+        loader_files,
     };
     inv.validate().map_err(InventoryError::Inconsistent)?;
     Ok((inv, fingerprint))

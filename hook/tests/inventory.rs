@@ -287,6 +287,19 @@ fn check_matches(sim: &Sim, inv: &Inventory) {
     assert_eq!(paths_of(inv, FileKind::Binary), want);
     let want: BTreeSet<String> = m.firmware.iter().cloned().collect();
     assert_eq!(paths_of(inv, FileKind::Firmware), want);
+    // Loader files: every one the generator wrote, by the name the loader
+    // uses, recorded at the file it resolves to.
+    let want: BTreeSet<(String, String)> = m
+        .loader_files
+        .iter()
+        .map(|l| (l.name.clone(), l.resolved.clone()))
+        .collect();
+    let got: BTreeSet<(String, String)> = inv
+        .loader_files
+        .iter()
+        .map(|l| (l.name.clone(), l.path.as_str().to_owned()))
+        .collect();
+    assert_eq!(got, want);
     let sockets: BTreeSet<String> = m
         .ipc
         .iter()

@@ -89,7 +89,12 @@ pub const LIBRARIES: &[LibrarySpec] = &[
     lib("libGLESv2", Graphics, false, true),
     lib("libEGL", Graphics, false, true),
     lib("libGLdispatch", Graphics, false, true),
-    lib("libnvidia-egl-wayland", Graphics, false, true),
+    lib("libnvidia-egl-wayland", Graphics, true, true),
+    // graphics: EGL external platforms (own version numbers, see
+    // `driver_versioned`)
+    lib("libnvidia-egl-gbm", Graphics, true, false),
+    lib("libnvidia-egl-xcb", Graphics, true, false),
+    lib("libnvidia-egl-xlib", Graphics, true, false),
     // ngx
     lib("libnvidia-ngx", Ngx, true, false),
 ];
@@ -144,6 +149,11 @@ pub const BINARIES: &[BinarySpec] = &[
         v1: false,
     },
     BinarySpec {
+        name: "nvidia-ngx-updater",
+        capability: Ngx,
+        v1: false,
+    },
+    BinarySpec {
         name: "nvidia-cuda-mps-control",
         capability: Compute,
         v1: true,
@@ -166,6 +176,22 @@ pub fn library_spec(file_name: &str) -> Option<&'static LibrarySpec> {
         return None;
     }
     LIBRARIES.iter().find(|l| l.stem == stem)
+}
+
+/// The EGL external platform libraries: the toolkit mounts them, but they
+/// carry their own version (`libnvidia-egl-wayland.so.1.1.13`), not the
+/// driver's.
+pub const EGL_PLATFORM_LIBRARIES: &[&str] = &[
+    "libnvidia-egl-wayland",
+    "libnvidia-egl-gbm",
+    "libnvidia-egl-xcb",
+    "libnvidia-egl-xlib",
+];
+
+/// Whether the toolkit wants a library's file named `<stem>.so.<driver
+/// version>` (all but the EGL platform libraries).
+pub fn driver_versioned(stem: &str) -> bool {
+    !EGL_PLATFORM_LIBRARIES.contains(&stem)
 }
 
 /// The binary spec of a file name.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::PciBusId;
 use crate::files::{ElfClass, FileKind, Machine};
+use crate::loader_files::LoaderFile;
 use crate::path::HostPath;
 use crate::version::Version;
 
@@ -36,6 +37,10 @@ pub struct Inventory {
     /// The driver's files: libraries, binaries, firmware, IPC sockets.
     #[serde(default)]
     pub files: Vec<DriverFile>,
+    /// The loaders' files: ICD and vendor JSON, X server modules, GBM and
+    /// VDPAU modules ([`crate::loader_files`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loader_files: Vec<LoaderFile>,
 }
 
 /// Device majors (`/proc/devices`) and control nodes.
@@ -162,6 +167,7 @@ impl Inventory {
             devices: DeviceInfo::default(),
             gpus: Vec::new(),
             files: Vec::new(),
+            loader_files: Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ pub mod cuda_table;
 pub mod device;
 pub mod files;
 pub mod inventory;
+pub mod loader_files;
 pub mod path;
 pub mod plan;
 pub mod refusal;

@@ -36,6 +36,8 @@
 //!   smallest source, then kind and flags, wins), so the plan does not depend on the inventory's
 //!   file order.
 
+mod loader;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -702,6 +704,9 @@ impl Builder<'_> {
                     }
                 }
             }
+        }
+        for f in &inv.loader_files {
+            self.loader_file(f, req.rootfs, lib_caps);
         }
         let mut dirs = Vec::new();
         if let (true, Some(d)) = (used64, dir64) {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::config_common::{run_setup, RemoveOnDrop};
 
 /// A CDI spec for `host` in `/var/run/cdi`: (kind, the file's guard).
-fn cdi_spec(host: &SimHost, format: &str) -> (String, RemoveOnDrop) {
+pub(crate) fn cdi_spec(host: &SimHost, format: &str) -> (String, RemoveOnDrop) {
     let unique = unique_name("e2e");
     let vendor = format!("{unique}.example.com");
     let file = std::path::PathBuf::from(format!("/var/run/cdi/{unique}.{format}"));
@@ -39,7 +39,12 @@ fn cdi_spec(host: &SimHost, format: &str) -> (String, RemoveOnDrop) {
     (format!("{vendor}/gpu"), RemoveOnDrop(file))
 }
 
-fn run_with_devices(podman: &Podman, image: &str, devices: &[String], script: &str) -> e2e::Output {
+pub(crate) fn run_with_devices(
+    podman: &Podman,
+    image: &str,
+    devices: &[String],
+    script: &str,
+) -> e2e::Output {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
     for d in devices {
         args.push("--device".into());

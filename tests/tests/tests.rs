@@ -12,6 +12,8 @@ mod config_docker;
 mod config_podman;
 mod config_runc;
 mod docker;
+mod driver_graphics;
+mod driver_params;
 mod gpu_check;
 mod hook_bench;
 mod hook_docker;

@@ -129,7 +129,63 @@ pub fn host(n: u32) -> Inventory {
     };
     inv.gpus = (0..n).map(gpu).collect();
     inv.files = driver_files(DRIVER);
+    inv.loader_files = loader_files(DRIVER);
     inv
+}
+
+/// The loaders' files of a host (where the `.run` installer and Debian put
+/// them; `source` differs from the lookup path where the host has a link).
+pub fn loader_files(driver: &str) -> Vec<rules::loader_files::LoaderFile> {
+    let lib = "/usr/lib/x86_64-linux-gnu";
+    [
+        (
+            "10_nvidia.json",
+            "/usr/share/glvnd/egl_vendor.d/10_nvidia.json".to_owned(),
+        ),
+        (
+            "10_nvidia_wayland.json",
+            "/usr/share/egl/egl_external_platform.d/10_nvidia_wayland.json".to_owned(),
+        ),
+        (
+            "15_nvidia_gbm.json",
+            "/usr/share/egl/egl_external_platform.d/15_nvidia_gbm.json".to_owned(),
+        ),
+        (
+            "nvidia_icd.json",
+            "/usr/lib/nvidia/current/nvidia_icd.json".to_owned(),
+        ),
+        (
+            "nvidia_layers.json",
+            "/etc/vulkan/implicit_layer.d/nvidia_layers.json".to_owned(),
+        ),
+        (
+            "nvidia-drm_gbm.so",
+            format!("{lib}/libnvidia-allocator.so.{driver}"),
+        ),
+        ("nvidia.icd", "/etc/OpenCL/vendors/nvidia.icd".to_owned()),
+        (
+            &*format!("libvdpau_nvidia.so.{driver}"),
+            format!("{lib}/vdpau/libvdpau_nvidia.so.{driver}"),
+        ),
+        (
+            "nvidia_drv.so",
+            "/usr/lib/xorg/modules/drivers/nvidia_drv.so".to_owned(),
+        ),
+        (
+            &*format!("libglxserver_nvidia.so.{driver}"),
+            format!("/usr/lib/xorg/modules/extensions/libglxserver_nvidia.so.{driver}"),
+        ),
+        (
+            "10-nvidia.conf",
+            "/usr/share/X11/xorg.conf.d/10-nvidia.conf".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, path)| rules::loader_files::LoaderFile {
+        name: name.to_owned(),
+        path: HostPath::new(path).unwrap(),
+    })
+    .collect()
 }
 
 /// Adds two MIG devices on GPU `index`.
