@@ -125,6 +125,8 @@ fn engines_and_hooks_are_idempotent() {
             "--config-version".into(),
             "3".into(),
             "--cdi".into(),
+            "--containerd-version".into(),
+            "2.1.0".into(),
             "--config".into(),
             d.join("c3.toml").display().to_string(),
         ],
@@ -273,6 +275,11 @@ fn cdi_spec_is_deterministic_minimal_and_complete() {
     let fixups = Fixups::parse(&args[2..]).unwrap();
     assert!(!fixups.ldconfig_dirs.is_empty());
     assert!(fixups.proc_mask.is_some());
+    // The forward-compatibility step, against this driver (issue 12).
+    assert_eq!(
+        fixups.cuda_compat_host_driver.map(|v| v.to_string()),
+        Some(desc.driver_version.clone())
+    );
 
     // YAML carries the same document.
     let (yaml, _) = setup(&["cdi", "--rootfs-flavor", "debian"], env).unwrap();
@@ -312,9 +319,9 @@ fn cdi_minimum_version_follows_the_fields() {
                     device_nodes: vec![cdi::CdiDeviceNode {
                         path: "/dev/x".into(),
                         host_path: host_path.then(|| "/h/x".into()),
-                        kind: "c".into(),
-                        major: 1,
-                        minor: 1,
+                        kind: Some("c".into()),
+                        major: Some(1),
+                        minor: Some(1),
                         file_mode: 0o666,
                         permissions: "rw".into(),
                         uid: 0,
@@ -354,4 +361,203 @@ fn cdi_minimum_version_follows_the_fields() {
         cdi::min_version(&spec(&["gpu0"], false, false, "v.com/g.pu")),
         "0.6.0"
     );
+}
+
+/// The CDI library's rules for a loadable spec (`pkg/cdi/spec.go`,
+/// `device.go`): at least one device, none with empty edits.
+fn assert_loadable(spec: &Value) {
+    let devices = spec["devices"].as_array().expect("devices");
+    assert!(!devices.is_empty(), "invalid spec, no devices: {spec:#}");
+    for d in devices {
+        let edits = d["containerEdits"].as_object().expect("containerEdits");
+        assert!(
+            edits
+                .values()
+                .any(|v| v.as_array().is_some_and(|a| !a.is_empty())),
+            "device {}: invalid device, empty device edits",
+            d["name"]
+        );
+    }
+}
+
+/// Issue 12: a host without GPUs got a device `all` with empty edits,
+/// which the CDI library refuses (and with it every device of the kind).
+#[test]
+fn cdi_spec_for_a_host_without_gpus_is_loadable() {
+    let mut desc = golden_desc();
+    desc.gpus.clear();
+    desc.links.clear();
+    let host = sim_host(desc);
+    let inv = host.inventory.to_str().unwrap().to_owned();
+    let env = [("NVIDIA_DOCKER_INVENTORY", inv.as_str())];
+    let (json, _) = setup(&["cdi", "--format", "json"], &env).unwrap();
+    let spec: Value = serde_json::from_str(&json).unwrap();
+    assert_loadable(&spec);
+    assert_eq!(spec["devices"].as_array().unwrap().len(), 1);
+    let all = &spec["devices"][0];
+    assert_eq!(all["name"], "all");
+    let nodes: Vec<&str> = all["containerEdits"]["deviceNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
+    assert!(nodes.contains(&"/dev/nvidiactl"), "{nodes:?}");
+    assert!(all["containerEdits"]["mounts"].as_array().unwrap().len() > 1);
+    assert!(spec
+        .get("containerEdits")
+        .is_none_or(|e| e.as_object().unwrap().is_empty()));
+
+    // The golden host's spec is loadable too.
+    let host = sim_host(golden_desc());
+    let inv = host.inventory.to_str().unwrap().to_owned();
+    let env = [("NVIDIA_DOCKER_INVENTORY", inv.as_str())];
+    let (json, _) = setup(&["cdi", "--format", "json"], &env).unwrap();
+    assert_loadable(&serde_json::from_str(&json).unwrap());
+}
+
+/// Issue 12: device nodes were written with fixed type/major/minor, so a
+/// spec went stale when `nvidia-uvm`'s dynamic major changed. Now a node is
+/// its path and host path (the runtime stats the host node), even with the
+/// default dev root.
+#[test]
+fn cdi_device_nodes_leave_type_and_numbers_to_the_runtime() {
+    let host = sim_host(golden_desc());
+    let inv = host.inventory.to_str().unwrap().to_owned();
+    let env = [("NVIDIA_DOCKER_INVENTORY", inv.as_str())];
+    let (json, _) = setup(&["cdi", "--format", "json"], &env).unwrap();
+    let spec: Value = serde_json::from_str(&json).unwrap();
+    let mut nodes: Vec<&Value> = spec["containerEdits"]["deviceNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    for d in spec["devices"].as_array().unwrap() {
+        nodes.extend(d["containerEdits"]["deviceNodes"].as_array().unwrap());
+    }
+    assert!(nodes
+        .iter()
+        .any(|n| n["path"] == "/dev/nvidia-uvm" && n["hostPath"] == "/dev/nvidia-uvm"));
+    for n in nodes {
+        let keys: Vec<&str> = n.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["fileMode", "gid", "hostPath", "path", "permissions", "uid"],
+            "{n}"
+        );
+    }
+    assert_eq!(spec["cdiVersion"], "0.5.0", "hostPath needs 0.5.0");
+}
+
+/// Issue 12: `setup cdi --write` goes to /var/run/cdi/nvidia.yaml (a spec
+/// regenerated with the driver, never outliving it); `--static` to /etc/cdi.
+#[test]
+fn cdi_write_defaults_to_var_run_cdi() {
+    let host = sim_host(golden_desc());
+    let inv = host.inventory.to_str().unwrap().to_owned();
+    let env = [("NVIDIA_DOCKER_INVENTORY", inv.as_str())];
+    let (diff, note) = setup(&["cdi", "--dry-run"], &env).unwrap();
+    let head = diff.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(head.contains("/var/run/cdi/nvidia.yaml"), "{head}{note}");
+    let (diff, note) = setup(&["cdi", "--dry-run", "--static"], &env).unwrap();
+    let head = diff.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(head.contains("/etc/cdi/nvidia.yaml"), "{head}{note}");
+}
+
+/// Issue 12: `setup containerd --cdi` wrote `enable_cdi` for containerd
+/// 1.6, which ignores it; the version is asked and an old one refused.
+#[test]
+fn containerd_cdi_needs_a_containerd_that_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    let f = file.to_str().unwrap();
+    let err = setup(
+        &[
+            "containerd",
+            "--config",
+            f,
+            "--cdi",
+            "--containerd-version",
+            "1.6.20",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("containerd 1.6.20 does not read enable_cdi"),
+        "{err:#}"
+    );
+    let (out, _) = setup(
+        &[
+            "containerd",
+            "--config",
+            f,
+            "--cdi",
+            "--containerd-version",
+            "1.7.0",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(out.contains("enable_cdi = true"), "{out}");
+    let err = setup(
+        &[
+            "containerd",
+            "--config",
+            f,
+            "--cdi",
+            "--containerd-binary",
+            "/nonexistent/containerd",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with(
+            "cannot tell which containerd this is (/nonexistent/containerd --version: "
+        ),
+        "{err:#}"
+    );
+    // Without --cdi the version is not asked.
+    let (out, _) = setup(
+        &[
+            "containerd",
+            "--config",
+            f,
+            "--containerd-binary",
+            "/nonexistent/containerd",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(!out.contains("enable_cdi"), "{out}");
+    // The installed containerd (Debian's 1.6 here) is asked by default.
+    if let Ok(o) = std::process::Command::new("containerd")
+        .arg("--version")
+        .output()
+    {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (v, _) = cli::setup::engines::parse_containerd_version(&text).unwrap();
+        let r = setup(&["containerd", "--config", f, "--cdi"], &[]);
+        assert_eq!(r.is_ok(), (v.0, v.1) >= (1, 7), "{text}: {r:?}");
+    }
+}
+
+/// Issue 12: `setup docker --runtime-name runc` wrote a daemon.json dockerd
+/// refuses to start with.
+#[test]
+fn docker_reserved_runtime_name_is_refused_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("daemon.json");
+    let f = file.to_str().unwrap();
+    let err = setup(
+        &["docker", "--config", f, "--runtime-name", "runc", "--write"],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("--runtime-name \"runc\" is reserved by dockerd"),
+        "{err:#}"
+    );
+    assert!(!file.exists());
 }

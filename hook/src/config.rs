@@ -295,6 +295,12 @@ pub enum ValueProblem {
     /// An unknown `linker-cache`.
     #[error("expected \"hook\" or \"ldconfig\"")]
     LinkerCache,
+    /// An unknown runtime `mode`.
+    #[error("expected \"jit-cdi\" (also \"auto\" or \"cdi\") or \"legacy\"")]
+    RuntimeMode,
+    /// A CDI kind that is not `vendor/class`.
+    #[error("expected a CDI kind such as nvidia.com/gpu")]
+    CdiKind,
 }
 
 // ---------------------------------------------------------------------------
@@ -304,6 +310,7 @@ pub enum ValueProblem {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     accept_nvidia_visible_devices_envvar_when_unprivileged: Option<bool>,
+    accept_nvidia_visible_devices_as_volume_mounts: Option<bool>,
     disable_require: Option<bool>,
     supported_driver_capabilities: Option<String>,
     swarm_resource: Option<String>,
@@ -334,6 +341,7 @@ struct CliSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RuntimeSection {
+    mode: Option<String>,
     modes: Option<ModesSection>,
 }
 
@@ -341,6 +349,14 @@ struct RuntimeSection {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ModesSection {
     legacy: Option<LegacySection>,
+    cdi: Option<CdiSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CdiSection {
+    annotation_prefixes: Option<Vec<String>>,
+    default_kind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -491,6 +507,9 @@ impl HookConfig {
         if let Some(v) = f.accept_nvidia_visible_devices_envvar_when_unprivileged {
             r.accept_visible_devices_when_unprivileged = v;
         }
+        if let Some(v) = f.accept_nvidia_visible_devices_as_volume_mounts {
+            r.accept_devices_as_volume_mounts = v;
+        }
         if let Some(v) = f.disable_require {
             r.disable_require = v;
         }
@@ -528,12 +547,27 @@ impl HookConfig {
                     source,
                 })?;
         }
-        if let Some(mode) = f
-            .runtime
-            .and_then(|s| s.modes)
-            .and_then(|m| m.legacy)
-            .and_then(|l| l.cuda_compat_mode)
-        {
+        let runtime = f.runtime.unwrap_or_default();
+        if let Some(mode) = runtime.mode {
+            r.runtime_mode = match mode.as_str() {
+                "jit-cdi" | "auto" | "cdi" => rules::RuntimeMode::JitCdi,
+                "legacy" => rules::RuntimeMode::Legacy,
+                _ => return Err(value_err(o, "mode", &mode, ValueProblem::RuntimeMode)),
+            };
+        }
+        let modes = runtime.modes.unwrap_or_default();
+        if let Some(cdi) = modes.cdi {
+            if let Some(p) = cdi.annotation_prefixes {
+                r.annotation_prefixes = p;
+            }
+            if let Some(kind) = cdi.default_kind {
+                if rules::sources::split_cdi_name(&format!("{kind}=x")).is_none() {
+                    return Err(value_err(o, "default-kind", &kind, ValueProblem::CdiKind));
+                }
+                r.cdi_kind = kind;
+            }
+        }
+        if let Some(mode) = modes.legacy.and_then(|l| l.cuda_compat_mode) {
             r.cuda_compat = match mode.as_str() {
                 "ldconfig" => rules::CudaCompatMode::Ldconfig,
                 // The toolkit's `hook` mode runs a separate CDI hook; this
@@ -731,6 +765,7 @@ mod tests {
     fn every_key() {
         let text = r#"
 accept-nvidia-visible-devices-envvar-when-unprivileged = false
+accept-nvidia-visible-devices-as-volume-mounts = true
 disable-require = true
 supported-driver-capabilities = "compute,utility"
 swarm-resource = "DOCKER_RESOURCE_GPU, OTHER"
@@ -747,8 +782,15 @@ no-persistenced = true
 no-fabricmanager = true
 no-mps = true
 
+[nvidia-container-runtime]
+mode = "legacy"
+
 [nvidia-container-runtime.modes.legacy]
 cuda-compat-mode = "disabled"
+
+[nvidia-container-runtime.modes.cdi]
+annotation-prefixes = ["cdi.k8s.io/", "nvidia.cdi.k8s.io/"]
+default-kind = "example.com/gpu"
 
 [host]
 dev-root = "/sim/dev"
@@ -763,12 +805,16 @@ mps-pipe-dir = "/var/mps"
         let cfg = load(text, &[]).unwrap();
         let r = &cfg.rules;
         assert!(!r.accept_visible_devices_when_unprivileged);
+        assert!(r.accept_devices_as_volume_mounts);
         assert!(r.disable_require && r.no_cgroups);
         assert_eq!(r.supported_capabilities.to_string(), "compute,utility");
         assert_eq!(r.swarm_resource, ["DOCKER_RESOURCE_GPU", "OTHER"]);
         assert!(!r.graphics_app_profile && !r.mount_firmware && !r.mount_mps);
         assert!(!r.mount_persistenced && !r.mount_fabricmanager);
         assert_eq!(r.cuda_compat, rules::CudaCompatMode::Disabled);
+        assert_eq!(r.runtime_mode, rules::RuntimeMode::Legacy);
+        assert_eq!(r.annotation_prefixes, ["cdi.k8s.io/", "nvidia.cdi.k8s.io/"]);
+        assert_eq!(r.cdi_kind, "example.com/gpu");
         let p = &cfg.paths;
         assert_eq!(p.driver_root, Path::new("/run/nvidia/driver"));
         assert_eq!(

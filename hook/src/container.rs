@@ -101,6 +101,11 @@ struct RawConfig {
     root: Option<RawRoot>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
+    // Read leniently: only entries with string `source` and `destination`
+    // matter here, and a spec of the wrong shape is named by whoever edits
+    // its mounts.
+    #[serde(default)]
+    mounts: Option<serde_json::Value>,
 }
 
 /// A container's bundle, read for the hook.
@@ -113,6 +118,9 @@ pub struct Bundle {
     /// The state's annotations overlaid with `config.json`'s (the image
     /// labels a runtime records).
     pub annotations: BTreeMap<String, String>,
+    /// The spec's mounts (source and destination), for the device plugin's
+    /// volume-mounts strategy (`rules::sources`).
+    pub mounts: Vec<rules::sources::OciMount>,
     /// `CAP_SYS_ADMIN` in the bounding set (the toolkit's "privileged",
     /// [`rules::is_privileged`]).
     pub privileged: bool,
@@ -144,6 +152,19 @@ impl Bundle {
         };
         let mut annotations = state.annotations.clone();
         annotations.extend(raw.annotations.unwrap_or_default());
+        let mounts = raw
+            .mounts
+            .as_ref()
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some(rules::sources::OciMount {
+                    source: m.get("source")?.as_str()?.to_owned(),
+                    destination: m.get("destination")?.as_str()?.to_owned(),
+                })
+            })
+            .collect();
         let rootfs = match (&state.root, raw.root.and_then(|r| r.path)) {
             (Some(root), _) => root.clone(),
             (None, Some(p)) if p.is_absolute() => clean_path(&p),
@@ -154,6 +175,7 @@ impl Bundle {
             config_path,
             env,
             annotations,
+            mounts,
             privileged: rules::is_privileged(&bounding),
             rootfs,
             bytes,
@@ -163,18 +185,33 @@ impl Bundle {
     /// What the container asks for, with the rootfs flavour `flavor` (pass
     /// any flavour to decide whether it is a GPU container at all: the
     /// flavour only places libraries).
+    ///
+    /// CDI annotations are not read: the prestart hook leaves them to the
+    /// engine, as the toolkit's hook does ([`Bundle::request_with`]).
     pub fn request(
         &self,
         flavor: RootfsFlavor,
         config: &rules::Config,
     ) -> Result<Request, Refusal> {
-        Request::from_container(
-            &self.env,
-            &self.annotations,
-            self.privileged,
-            flavor,
-            config,
-        )
+        self.request_with(flavor, config, false)
+    }
+
+    /// [`Bundle::request`], reading CDI annotations when `cdi_annotations`
+    /// (the runc wrapper).
+    pub fn request_with(
+        &self,
+        flavor: RootfsFlavor,
+        config: &rules::Config,
+        cdi_names: bool,
+    ) -> Result<Request, Refusal> {
+        let input = rules::request::ContainerInput {
+            env: &self.env,
+            annotations: &self.annotations,
+            mounts: &self.mounts,
+            privileged: self.privileged,
+            cdi_names,
+        };
+        Request::from_input(&input, flavor, config)
     }
 
     /// The spec's device cgroup rules (`linux.resources.devices`), read as

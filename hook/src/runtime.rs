@@ -228,7 +228,10 @@ pub fn prepare(
         annotations: Default::default(),
     };
     let bundle = Bundle::load(&state)?;
-    let request = bundle.request(RootfsFlavor::default(), rules_cfg)?;
+    // The runtime reads CDI annotations (the toolkit's runtime does; its
+    // hook does not): `nvidia.com/gpu=<name>` answered from the inventory.
+    let jit = rules_cfg.runtime_mode == rules::RuntimeMode::JitCdi;
+    let request = bundle.request_with(RootfsFlavor::default(), rules_cfg, jit)?;
     for w in &request.warnings {
         log::warn!("{w:?}");
     }

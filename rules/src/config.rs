@@ -17,6 +17,18 @@ pub enum CudaCompatMode {
     Disabled,
 }
 
+/// How the runc wrapper reads a request (`[nvidia-container-runtime] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeMode {
+    /// CDI names of [`Config::cdi_kind`] in `cdi.k8s.io/` annotations and in
+    /// `NVIDIA_VISIBLE_DEVICES` are answered from the live inventory at
+    /// create time (the toolkit's `jit-cdi`, its default since 1.18).
+    #[default]
+    JitCdi,
+    /// Only the variables and volume mounts, as the prestart hook reads them.
+    Legacy,
+}
+
 /// The policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -27,6 +39,18 @@ pub struct Config {
     /// variable, a legacy image's or v1 label's implicit `all`) is ignored
     /// and the container gets no GPU.
     pub accept_visible_devices_when_unprivileged: bool,
+    /// `accept-nvidia-visible-devices-as-volume-mounts` (default false): read
+    /// the device plugin's `/var/run/nvidia-container-devices/<id>` mounts
+    /// ([`crate::sources`]); they win over the variable.
+    pub accept_devices_as_volume_mounts: bool,
+    /// `[nvidia-container-runtime.modes.cdi] annotation-prefixes`: the keys
+    /// of CDI annotations (default `cdi.k8s.io/`), read by the runc wrapper.
+    pub annotation_prefixes: Vec<String>,
+    /// `default-kind`: the CDI kind answered from the inventory
+    /// (`nvidia.com/gpu`).
+    pub cdi_kind: String,
+    /// `[nvidia-container-runtime] mode`.
+    pub runtime_mode: RuntimeMode,
     /// `disable-require`: skip every requirement check.
     pub disable_require: bool,
     /// `swarm-resource`: variables read before `NVIDIA_VISIBLE_DEVICES`
@@ -56,6 +80,10 @@ impl Default for Config {
         Config {
             supported_capabilities: Capabilities::all(),
             accept_visible_devices_when_unprivileged: true,
+            accept_devices_as_volume_mounts: false,
+            runtime_mode: RuntimeMode::default(),
+            annotation_prefixes: vec![crate::sources::DEFAULT_ANNOTATION_PREFIX.to_owned()],
+            cdi_kind: crate::sources::DEFAULT_CDI_KIND.to_owned(),
             disable_require: false,
             swarm_resource: Vec::new(),
             no_cgroups: false,

@@ -223,6 +223,10 @@ pub enum DeviceSource {
     NvGpu,
     /// v1's REST query `dev=`.
     V1Query,
+    /// The device plugin's mounts under `/var/run/nvidia-container-devices`.
+    VolumeMounts,
+    /// A CDI annotation (its key).
+    CdiAnnotation(String),
 }
 
 impl DeviceSource {
@@ -241,6 +245,14 @@ impl fmt::Display for DeviceSource {
             DeviceSource::LegacyImage => f.write_str("CUDA_VERSION"),
             DeviceSource::NvGpu => f.write_str("NV_GPU"),
             DeviceSource::V1Query => f.write_str("dev="),
+            DeviceSource::VolumeMounts => {
+                write!(
+                    f,
+                    "the volume mounts under {}",
+                    crate::sources::VOLUME_MOUNT_ROOT
+                )
+            }
+            DeviceSource::CdiAnnotation(key) => write!(f, "annotation {key}"),
         }
     }
 }

@@ -40,12 +40,13 @@ pub mod plan;
 pub mod refusal;
 pub mod request;
 pub mod require;
+pub mod sources;
 pub mod v1;
 pub mod version;
 
 pub use capability::{Capabilities, Capability};
 pub use compat::{forward_compat, CompatDecision, CompatLib, CompatNote};
-pub use config::{Config, CudaCompatMode};
+pub use config::{Config, CudaCompatMode, RuntimeMode};
 pub use cuda_table::{CudaTable, TableError};
 pub use device::{DeviceId, DeviceRequest, DeviceSelector, DeviceSource, PciBusId, Selection};
 pub use files::{ElfClass, FileKind, Machine, RootfsFlavor};

@@ -177,6 +177,30 @@ pub enum Refusal {
         /// GPU of the host has MIG enabled.
         gpu: Option<u32>,
     },
+    /// A CDI annotation holds something that is no fully-qualified CDI name.
+    #[error(
+        "invalid CDI device {name:?} in {input}: expected vendor/class=name, e.g. nvidia.com/gpu=0"
+    )]
+    BadCdiName {
+        /// The name as written.
+        name: String,
+        /// Where it came from.
+        input: DeviceSource,
+    },
+    /// A CDI annotation names a device of a kind this runtime does not serve.
+    #[error("CDI device {name} in {input} is not of kind {kind}, the one this runtime answers from the GPU inventory: let the engine resolve it (containerd >= 1.7 with enable_cdi, CRI-O) or remove it")]
+    ForeignCdiKind {
+        /// The name as written.
+        name: String,
+        /// Where it came from.
+        input: DeviceSource,
+        /// The kind served.
+        kind: String,
+    },
+    /// `NVIDIA_VISIBLE_DEVICES` asks for the volume-mounts strategy, which
+    /// the configuration does not accept.
+    #[error("NVIDIA_VISIBLE_DEVICES={path} asks for the GPUs mounted under {path}, but accept-nvidia-visible-devices-as-volume-mounts is false: set it to true in the configuration (the device plugin's DEVICE_LIST_STRATEGY=volume-mounts), or use another strategy", path = crate::sources::VOLUME_MOUNT_ROOT)]
+    VolumeMountsNotAccepted,
     /// v1's REST `vol=` names an unknown volume.
     #[error("invalid volume: {name}")]
     V1InvalidVolume {

@@ -15,6 +15,15 @@
 //! - `NVIDIA_DISABLE_REQUIRE` also skips the v1 label check.
 //! - A request that is no GPU container is returned without checking
 //!   capabilities or requirements (the hook does nothing for it).
+//! - The device plugin's sources ([`crate::sources`]) come first, in the
+//!   toolkit's order: CDI annotations (only when the caller reads them: the
+//!   runc wrapper; the prestart hook leaves them to the engine, as the
+//!   toolkit's hook does), then volume mounts (when
+//!   `accept-nvidia-visible-devices-as-volume-mounts`), then the variables.
+//!   Neither is gated by `accept-nvidia-visible-devices-envvar-when-unprivileged`:
+//!   a pod's user can set a variable but not these. `NVIDIA_VISIBLE_DEVICES=void`
+//!   still means no GPU: it is what a CDI spec of this project sets, so the
+//!   engine has already given the devices.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +36,7 @@ use crate::device::{DeviceId, DeviceRequest, DeviceSource};
 use crate::files::RootfsFlavor;
 use crate::refusal::Refusal;
 use crate::require::{parse_disable_require, parse_v1_cuda_label, Requirement};
+use crate::sources::{self, OciMount};
 use crate::v1::V1Volume;
 use crate::version::Version;
 
@@ -128,6 +138,12 @@ pub enum Warning {
     DevicesIgnoredUnprivileged {
         /// Where the request came from.
         input: DeviceSource,
+    },
+    /// Mounts under `/var/run/nvidia-container-devices` that name nothing
+    /// this project serves (IMEX channels, another CDI kind).
+    IgnoredDeviceMounts {
+        /// Their destinations.
+        destinations: Vec<String>,
     },
     /// `com.nvidia.volumes.needed` names a volume v1 did not know (v1
     /// ignored it silently).
@@ -317,6 +333,97 @@ fn v1_capabilities(supported: Capabilities) -> Capabilities {
     .intersection(supported)
 }
 
+/// What an OCI container shows of its request, beyond its environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerInput<'a> {
+    /// `process.env`.
+    pub env: &'a Env,
+    /// The spec's annotations (image labels, CDI annotations).
+    pub annotations: &'a BTreeMap<String, String>,
+    /// The spec's mounts.
+    pub mounts: &'a [OciMount],
+    /// [`is_privileged`].
+    pub privileged: bool,
+    /// Read CDI names ([`crate::sources`]): annotations, and
+    /// `nvidia.com/gpu=<name>` items in the variables, answered from the
+    /// inventory (the toolkit's `jit-cdi`). The runc wrapper does unless its
+    /// mode is `legacy`; the prestart hook does not.
+    pub cdi_names: bool,
+}
+
+/// The device list of the device plugin's sources, if one has any:
+/// annotations first, then volume mounts.
+fn plugin_devices(
+    input: &ContainerInput<'_>,
+    config: &Config,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<(DeviceSource, DeviceRequest)>, Refusal> {
+    if input.cdi_names {
+        let mut names = Vec::new();
+        let mut first_key = None;
+        for (key, value) in sources::cdi_annotations(input.annotations, &config.annotation_prefixes)
+        {
+            let source = DeviceSource::CdiAnnotation(key.to_owned());
+            for name in split_ids(value, &[',']) {
+                let (kind, device) =
+                    sources::split_cdi_name(&name).ok_or_else(|| Refusal::BadCdiName {
+                        name: name.clone(),
+                        input: source.clone(),
+                    })?;
+                if kind != config.cdi_kind {
+                    return Err(Refusal::ForeignCdiKind {
+                        name: name.clone(),
+                        input: source,
+                        kind: config.cdi_kind.clone(),
+                    });
+                }
+                first_key.get_or_insert_with(|| key.to_owned());
+                names.push(device.to_owned());
+            }
+        }
+        if let Some(key) = first_key {
+            let source = DeviceSource::CdiAnnotation(key);
+            let devices = parse_device_list(&names, &source)?;
+            return Ok(Some((source, devices)));
+        }
+    }
+    if config.accept_devices_as_volume_mounts {
+        let found = sources::devices_from_mounts(input.mounts, &config.cdi_kind);
+        if !found.ignored.is_empty() {
+            warnings.push(Warning::IgnoredDeviceMounts {
+                destinations: found.ignored,
+            });
+        }
+        if !found.ids.is_empty() {
+            let source = DeviceSource::VolumeMounts;
+            let devices = parse_device_list(&found.ids, &source)?;
+            return Ok(Some((source, devices)));
+        }
+    }
+    Ok(None)
+}
+
+/// `nvidia.com/gpu=<name>` items of a variable as `<name>` (jit-cdi: the
+/// inventory answers them); other kinds refused, plain ids kept.
+fn cdi_names_to_ids(
+    items: Vec<String>,
+    source: &DeviceSource,
+    config: &Config,
+) -> Result<Vec<String>, Refusal> {
+    items
+        .into_iter()
+        .map(|item| match sources::split_cdi_name(&item) {
+            Some((kind, name)) if kind == config.cdi_kind => Ok(name.to_owned()),
+            Some(_) => Err(Refusal::ForeignCdiKind {
+                name: item.clone(),
+                input: source.clone(),
+                kind: config.cdi_kind.clone(),
+            }),
+            None => Ok(item),
+        })
+        .collect()
+}
+
 impl Request {
     fn no_gpu(
         source: DeviceSource,
@@ -360,10 +467,38 @@ impl Request {
         rootfs: RootfsFlavor,
         config: &Config,
     ) -> Result<Request, Refusal> {
+        let input = ContainerInput {
+            env,
+            annotations,
+            mounts: &[],
+            privileged,
+            cdi_names: false,
+        };
+        Request::from_input(&input, rootfs, config)
+    }
+
+    /// The request of an OCI container with every source the device plugin
+    /// uses (module docs): annotations, volume mounts, then variables.
+    pub fn from_input(
+        input: &ContainerInput<'_>,
+        rootfs: RootfsFlavor,
+        config: &Config,
+    ) -> Result<Request, Refusal> {
+        let (env, annotations, privileged) = (input.env, input.annotations, input.privileged);
         let mut warnings = Vec::new();
         let legacy = env.get(ENV_CUDA_VERSION).is_some() && env.get(ENV_REQUIRE_CUDA).is_none();
         let v1_volumes = label_volumes(annotations, &mut warnings);
         let labelled = v1_volumes.is_some();
+        let served_by_cdi = env.get(ENV_VISIBLE_DEVICES).is_some_and(|v| {
+            split_ids(v, &[','])
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case("void"))
+        });
+        let plugin = if served_by_cdi {
+            None
+        } else {
+            plugin_devices(input, config, &mut warnings)?
+        };
 
         // Devices: the first configured swarm-resource variable that is set,
         // else NVIDIA_VISIBLE_DEVICES, else the image's implicit `all`.
@@ -378,19 +513,37 @@ impl Request {
                 env.get(ENV_VISIBLE_DEVICES)
                     .map(|v| (DeviceSource::VisibleDevices, v))
             });
-        let (source, devices) = match explicit {
-            Some((source, value)) => {
-                let devices = parse_device_list(&split_ids(value, &[',']), &source)?;
+        let (source, devices) = match (plugin, explicit) {
+            (Some(found), _) => found,
+            (None, Some((DeviceSource::VisibleDevices, value)))
+                if value.trim().trim_end_matches('/') == sources::VOLUME_MOUNT_ROOT =>
+            {
+                // The volume-mounts strategy without (accepted) mounts.
+                if !config.accept_devices_as_volume_mounts {
+                    return Err(Refusal::VolumeMountsNotAccepted);
+                }
+                (DeviceSource::VolumeMounts, DeviceRequest::NoGpu)
+            }
+            (None, Some((source, value))) => {
+                let mut items = split_ids(value, &[',']);
+                if input.cdi_names {
+                    items = cdi_names_to_ids(items, &source, config)?;
+                }
+                let devices = parse_device_list(&items, &source)?;
                 (source, devices)
             }
-            None if legacy => (DeviceSource::LegacyImage, DeviceRequest::All),
-            None if labelled => (DeviceSource::V1Label, DeviceRequest::All),
-            None => (DeviceSource::VisibleDevices, DeviceRequest::NoGpu),
+            (None, None) if legacy => (DeviceSource::LegacyImage, DeviceRequest::All),
+            (None, None) if labelled => (DeviceSource::V1Label, DeviceRequest::All),
+            (None, None) => (DeviceSource::VisibleDevices, DeviceRequest::NoGpu),
         };
         if devices == DeviceRequest::NoGpu {
             return Ok(Request::no_gpu(source, rootfs, Delivery::Bind, warnings));
         }
-        if !privileged && !config.accept_visible_devices_when_unprivileged {
+        let from_plugin = matches!(
+            source,
+            DeviceSource::VolumeMounts | DeviceSource::CdiAnnotation(_)
+        );
+        if !privileged && !from_plugin && !config.accept_visible_devices_when_unprivileged {
             warnings.push(Warning::DevicesIgnoredUnprivileged {
                 input: source.clone(),
             });

@@ -167,6 +167,134 @@ fn podman_validates_the_generated_spec() {
     assert!(!unknown.success(), "{unknown}");
 }
 
+/// Issue 12: the spec's device nodes are path and host path only, so the
+/// runtime reads type and numbers from the host node when it creates the
+/// container. `nvidia-uvm`'s major is given by the kernel at module load:
+/// after a reload with another major, the same spec gives the new node.
+#[test]
+fn podman_cdi_nodes_follow_a_changed_uvm_major() {
+    require!(Prereq::Podman);
+    let host = SimHost::synthetic(1).unwrap();
+    let (kind, _guard) = cdi_spec(&host, "json");
+    let podman = Podman::new().unwrap();
+    let image = "localhost/e2e/cdi-uvm";
+    podman
+        .import(Variant::Debian, image, &[] as &[&str])
+        .unwrap();
+    let script = "stat -c '%t %T' /dev/nvidia-uvm";
+    let before = run_with_devices(&podman, image, &[format!("{kind}=0")], script);
+    assert!(before.success(), "{before}");
+    let old = host.desc.uvm_major;
+    assert_eq!(before.stdout.trim(), format!("{old:x} 0"), "{before}");
+    // The module reloaded: the kernel gave it another major.
+    let new = old + 7;
+    let uvm = host.layout.dev_root.join("nvidia-uvm");
+    std::fs::remove_file(&uvm).unwrap();
+    let made = std::process::Command::new("mknod")
+        .args([uvm.to_str().unwrap(), "c", &new.to_string(), "0"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let after = run_with_devices(&podman, image, &[format!("{kind}=0")], script);
+    assert!(after.success(), "{after}");
+    assert_eq!(after.stdout.trim(), format!("{new:x} 0"), "{after}");
+}
+
+/// Issue 12: CDI specs had no CUDA forward-compatibility step while the
+/// hook and the runc wrapper had one. The spec's hook now looks at the
+/// image's compat library when the container is created: with a library
+/// newer than the host driver (535) whose note lists its branch, the compat
+/// `libcuda.so.1` comes first in the linker cache.
+#[test]
+fn podman_cdi_forward_compatibility() {
+    require!(Prereq::Podman);
+    let host = SimHost::synthetic(1).unwrap();
+    let (kind, _guard) = cdi_spec(&host, "json");
+    let compat = host.dir().join("compat");
+    std::fs::create_dir_all(&compat).unwrap();
+    let lib = fixtures::elf::SharedObject::new(fixtures::elf::Arch::X86_64, "libcuda.so.1")
+        .with_note(
+            ".note.cuda.fwd_compatibility",
+            "NVIDIA Corporation",
+            1,
+            br#"{"format":1,"CUDA version":"12.9","driver":[535,550,560,565,570,575]}"#,
+        )
+        .to_bytes()
+        .unwrap();
+    std::fs::write(compat.join("libcuda.so.575.57.08"), lib).unwrap();
+    std::os::unix::fs::symlink("libcuda.so.575.57.08", compat.join("libcuda.so.1")).unwrap();
+    let podman = Podman::new().unwrap();
+    let image = "localhost/e2e/cdi-compat";
+    podman
+        .import(Variant::Debian, image, &[] as &[&str])
+        .unwrap();
+    let script = r#"ldconfig -p | grep -E '^[[:space:]]*libcuda\.so\.1 ' | sed 's/^[[:space:]]*/ldconfig /'"#;
+    let run = |volume: bool| {
+        let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
+        if volume {
+            args.push("-v".into());
+            args.push(format!("{}:/usr/local/cuda/compat:ro", compat.display()));
+        }
+        args.extend([
+            "--device".into(),
+            format!("{kind}=0"),
+            image.to_owned(),
+            "/bin/sh".into(),
+            "-c".into(),
+            script.to_owned(),
+        ]);
+        podman.run_podman(&args).unwrap()
+    };
+    let out = run(true);
+    assert!(out.success(), "{out}");
+    // 64-bit: the spec also serves compat32.
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("x86-64"))
+        .collect();
+    assert_eq!(lines.len(), 2, "compat and host libcuda.so.1:\n{out}");
+    assert!(
+        lines[0].ends_with("=> /usr/local/cuda/compat/libcuda.so.1"),
+        "the compat library comes first:\n{out}"
+    );
+    // Without a compat library in the image: the host's alone.
+    let out = run(false);
+    assert!(out.success(), "{out}");
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.contains("x86-64")).count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.stdout.contains("compat"), "{out}");
+}
+
+/// Issue 12: the spec for a host without GPUs was refused by the CDI
+/// library (a device `all` with empty edits). Now Podman loads it and
+/// `all` gives the driver: the control node and the stand-in `nvidia-smi`.
+#[test]
+fn podman_loads_the_spec_of_a_host_without_gpus() {
+    require!(Prereq::Podman);
+    let mut desc = fixtures::host_desc::HostDescription::synthetic(1, "535.104.05", "12.2");
+    desc.gpus.clear();
+    desc.links.clear();
+    let host = SimHost::generate(desc).unwrap();
+    let (kind, _guard) = cdi_spec(&host, "json");
+    let podman = Podman::new().unwrap();
+    let image = "localhost/e2e/cdi-nogpu";
+    podman
+        .import(Variant::Debian, image, &[] as &[&str])
+        .unwrap();
+    let out = run_with_devices(
+        &podman,
+        image,
+        &[format!("{kind}=all")],
+        "[ -c /dev/nvidiactl ] && echo ctl; ls /dev | grep -c '^nvidia[0-9]'; true",
+    );
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout.trim(), "ctl\n0", "{out}");
+}
+
 /// `setup hooks` (with the built hook's path; the simulated host's roots
 /// are carried into the hook's `env`): Podman runs the hook.
 #[test]

@@ -23,6 +23,7 @@ mod hook_ldcache;
 mod hook_parallel;
 mod hook_podman;
 mod hook_runc;
+mod k8s_runc;
 mod layering;
 mod podman;
 mod real_driver;

@@ -12,11 +12,23 @@
 //!   `ro,nosuid,nodev` / `nosuid,nodev,noexec`), the plan's environment plus
 //!   `NVIDIA_VISIBLE_DEVICES=void`, and one `createContainer` hook: the
 //!   hook's `create-container` mode with the plan's symlinks, linker-cache
-//!   directories and `/proc/driver/nvidia` masking, with an explicit `env`
-//!   and a timeout.
-//! - Device nodes carry `permissions: "rw"` (the runtime adds exactly that
-//!   allow rule) and, when the configured dev root is not `/dev`, a
-//!   `hostPath`.
+//!   directories, `/proc/driver/nvidia` masking and the CUDA
+//!   forward-compatibility step (`--cuda-compat-host-driver`: the image's
+//!   compat library is looked at when the container is created, as the
+//!   hook and the runc wrapper do), with an explicit `env` and a timeout.
+//! - Device nodes carry `path`, `hostPath` (under the configured dev root),
+//!   `fileMode` and `permissions: "rw"` (the runtime adds exactly that allow
+//!   rule), but no `type`, `major` or `minor`: the runtime reads those from
+//!   the host node when it creates the container (the CDI library's
+//!   `fillMissingInfo`), so a spec stays true when a dynamic major changes
+//!   (`nvidia-uvm`'s is given by the kernel at module load, and moves
+//!   across reboots and driver reloads).
+//! - A host without GPUs (a node before its GPUs are visible, a CPU node in
+//!   a mixed pool) still gets a valid spec: CDI refuses a device with empty
+//!   edits and a spec without devices, so `all` carries the driver edits
+//!   itself (there is nothing device-specific to tell apart from them).
+//!   A host with neither GPUs nor driver files has nothing to serve and is
+//!   refused with one line.
 //!
 //! Decisions:
 //! - `NVIDIA_VISIBLE_DEVICES=void` (as NVIDIA's generator does): CUDA
@@ -63,6 +75,9 @@ pub enum CdiError {
         #[source]
         source: Box<Refusal>,
     },
+    /// Neither GPUs nor driver files: no device could carry an edit.
+    #[error("no NVIDIA GPU and no driver files on this host: a CDI spec needs at least one device with edits; install the driver (or set NVIDIA_DOCKER_DRIVER_ROOT) and run setup cdi again")]
+    Empty,
     /// `vendor/class` is not a valid CDI kind.
     #[error("invalid CDI kind {kind:?}: the vendor is a DNS name (letters, digits, '-', '.'), the class letters, digits, '-' or '_', each starting with a letter")]
     Kind {
@@ -136,16 +151,18 @@ pub struct ContainerEdits {
 pub struct CdiDeviceNode {
     /// In the container.
     pub path: String,
-    /// On the host, when not `path`.
+    /// On the host; the runtime stats it for what is not written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
-    /// `c`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Major.
-    pub major: u32,
-    /// Minor.
-    pub minor: u32,
+    /// `c`; `None`: read by the runtime from `hostPath`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Major; `None`: read by the runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub major: Option<u32>,
+    /// Minor; `None`: read by the runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u32>,
     /// Mode bits.
     pub file_mode: u32,
     /// `rw`.
@@ -236,23 +253,20 @@ fn is_device_specific(n: &DeviceNode) -> bool {
     matches!(n.role, NodeRole::Gpu { .. } | NodeRole::MigCap { .. })
 }
 
+/// A node as the runtime re-checks it: path and host path only; type and
+/// numbers are read from the host node at container creation (module docs).
 fn node(n: &DeviceNode, dev_root: &Path) -> CdiDeviceNode {
-    let host = if dev_root == Path::new("/dev") {
-        None
-    } else {
-        let rest = n
-            .path
-            .as_str()
-            .strip_prefix("/dev/")
-            .unwrap_or(n.path.as_str());
-        Some(dev_root.join(rest).to_string_lossy().into_owned())
-    };
+    let rest = n
+        .path
+        .as_str()
+        .strip_prefix("/dev/")
+        .unwrap_or(n.path.as_str());
     CdiDeviceNode {
         path: n.path.to_string(),
-        host_path: host,
-        kind: n.kind.as_str().to_owned(),
-        major: n.major,
-        minor: n.minor,
+        host_path: Some(dev_root.join(rest).to_string_lossy().into_owned()),
+        kind: None,
+        major: None,
+        minor: None,
         file_mode: n.mode,
         permissions: "rw".to_owned(),
         uid: 0,
@@ -333,6 +347,11 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
         ldconfig_dirs,
         proc_mask: all.proc_mask.clone(),
         app_profile: None,
+        // The image is not known yet: the hook looks for its compat
+        // library at create time and decides against this driver.
+        cuda_compat_host_driver: (cfg.cuda_compat == rules::CudaCompatMode::Ldconfig
+            && all.capabilities.contains(rules::Capability::Compute))
+        .then(|| inv.driver_version.clone()),
         debug: false,
     };
     if let Some(entry) = hook::runtime::hook_entry(&fixups, &opts.hook_path, &opts.hook_env) {
@@ -363,6 +382,15 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
                 ..ContainerEdits::default()
             },
         });
+    }
+    if inv.gpus.is_empty() {
+        // Only `all`, with no node of its own: it carries the driver edits.
+        if common == ContainerEdits::default() {
+            return Err(CdiError::Empty);
+        }
+        for d in &mut devices {
+            d.container_edits = std::mem::take(&mut common);
+        }
     }
     let mut spec = Spec {
         cdi_version: String::new(),

@@ -16,6 +16,16 @@ use super::doc::Doc;
 /// Where dockerd reads its configuration.
 pub const DEFAULT_DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
+/// Runtime names dockerd keeps for itself: a `daemon.json` that
+/// registers one of them makes dockerd refuse to start (`runtime name
+/// 'runc' is reserved`).
+pub const RESERVED_RUNTIME_NAMES: &[&str] = &[
+    "runc",
+    "io.containerd.runc.v1",
+    "io.containerd.runc.v2",
+    "io.containerd.runtime.v1.linux",
+];
+
 /// The existing `daemon.json` cannot be merged into.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DockerError {
@@ -30,6 +40,14 @@ pub enum DockerError {
         column: usize,
         /// The parser's message, without its position.
         message: String,
+    },
+    /// The runtime name is one dockerd reserves.
+    #[error("--runtime-name {name:?} is reserved by dockerd (it would refuse to start with it in {}): choose another name, e.g. --runtime-name nvidia, and --set-as-default to use it for every container", path.display())]
+    ReservedName {
+        /// The file.
+        path: PathBuf,
+        /// The name asked for.
+        name: String,
     },
     /// JSON, but the top level or a key to edit is not an object.
     #[error("cannot update {}: {what} is not a JSON object: fix or remove it first", path.display())]
@@ -78,6 +96,13 @@ pub fn merge(
         path: path.to_path_buf(),
         what: what.to_owned(),
     };
+    if opts.runtime_name.is_empty() || RESERVED_RUNTIME_NAMES.contains(&opts.runtime_name.as_str())
+    {
+        return Err(DockerError::ReservedName {
+            path: path.to_path_buf(),
+            name: opts.runtime_name.clone(),
+        });
+    }
     let original = match existing.filter(|t| !t.trim().is_empty()) {
         Some(text) => Some(parse_json(path, text)?),
         None => None,
@@ -162,6 +187,30 @@ mod tests {
         assert_eq!(
             merge(Path::new("/d.json"), Some(&tabbed), &o).unwrap(),
             tabbed
+        );
+    }
+
+    /// Issue 12: `--runtime-name runc` wrote a file dockerd refuses to
+    /// start with.
+    #[test]
+    fn reserved_runtime_names_are_refused() {
+        for name in ["runc", "io.containerd.runc.v2", ""] {
+            let o = DockerOptions {
+                runtime_name: name.into(),
+                ..opts()
+            };
+            let err = merge(Path::new("/etc/docker/daemon.json"), Some("{}"), &o).unwrap_err();
+            assert!(matches!(err, DockerError::ReservedName { .. }), "{name}");
+        }
+        let o = DockerOptions {
+            runtime_name: "runc".into(),
+            ..opts()
+        };
+        assert_eq!(
+            merge(Path::new("/etc/docker/daemon.json"), None, &o)
+                .unwrap_err()
+                .to_string(),
+            "--runtime-name \"runc\" is reserved by dockerd (it would refuse to start with it in /etc/docker/daemon.json): choose another name, e.g. --runtime-name nvidia, and --set-as-default to use it for every container"
         );
     }
 

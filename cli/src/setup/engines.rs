@@ -52,6 +52,20 @@ pub enum EngineError {
         /// The dotted key.
         key: String,
     },
+    /// `--cdi` for a containerd that would ignore `enable_cdi`.
+    #[error("containerd {version} does not read enable_cdi (its CRI plugin resolves CDI devices from 1.7 on): upgrade containerd, or leave out --cdi and select GPUs through the registered runtime (NVIDIA_VISIBLE_DEVICES, volume mounts or cdi.k8s.io annotations)")]
+    CdiUnsupported {
+        /// The version containerd reported.
+        version: String,
+    },
+    /// `containerd --version` could not be run or read.
+    #[error("cannot tell which containerd this is ({binary} --version: {reason}): give --containerd-version, or leave out --cdi")]
+    UnknownVersion {
+        /// The binary asked.
+        binary: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// An unknown containerd config version.
     #[error("cannot update {}: containerd config version {version} is not 1, 2 or 3", path.display())]
     Version {
@@ -60,6 +74,39 @@ pub enum EngineError {
         /// The version found or asked for.
         version: i64,
     },
+}
+
+/// The first containerd release whose CRI plugin reads `enable_cdi`
+/// (containerd 1.6 accepts the key and ignores it).
+pub const CONTAINERD_CDI_SINCE: (u64, u64) = (1, 7);
+
+/// `containerd --version` output (`containerd github.com/containerd/containerd
+/// 1.6.20~ds1 1.6.20~ds1-1+b1`, `containerd containerd.io 1.7.27 <sha>`,
+/// `containerd github.com/containerd/containerd/v2 v2.1.0 <sha>`): the
+/// release as (major, minor, patch), the text it came from.
+pub fn parse_containerd_version(output: &str) -> Option<((u64, u64, u64), String)> {
+    let word = output.split_whitespace().nth(2)?;
+    let text = word.trim_start_matches('v');
+    let mut nums = text
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|n| n.parse::<u64>().ok());
+    let major = nums.next()??;
+    let minor = nums.next()??;
+    let patch = nums.next().flatten().unwrap_or(0);
+    Some(((major, minor, patch), word.to_owned()))
+}
+
+/// Whether containerd `version` (its `--version` release word) honours
+/// `enable_cdi`; refused with one line otherwise.
+pub fn check_cdi_support(version: (u64, u64, u64), text: &str) -> Result<(), EngineError> {
+    if (version.0, version.1) >= CONTAINERD_CDI_SINCE {
+        Ok(())
+    } else {
+        Err(EngineError::CdiUnsupported {
+            version: text.to_owned(),
+        })
+    }
 }
 
 /// What to register.
@@ -291,6 +338,30 @@ mod tests {
             err.to_string(),
             "cannot update /c: plugins is not a table: fix or remove it first"
         );
+    }
+
+    /// Issue 12: `--cdi` wrote `enable_cdi` for containerd versions that
+    /// silently ignore it.
+    #[test]
+    fn enable_cdi_only_for_containerd_that_reads_it() {
+        let debian = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\n";
+        let (v, text) = parse_containerd_version(debian).unwrap();
+        assert_eq!((v, text.as_str()), ((1, 6, 20), "1.6.20~ds1"));
+        assert_eq!(
+            check_cdi_support(v, &text).unwrap_err().to_string(),
+            "containerd 1.6.20~ds1 does not read enable_cdi (its CRI plugin resolves CDI devices from 1.7 on): upgrade containerd, or leave out --cdi and select GPUs through the registered runtime (NVIDIA_VISIBLE_DEVICES, volume mounts or cdi.k8s.io annotations)"
+        );
+        let (v, text) =
+            parse_containerd_version("containerd containerd.io 1.7.27 05044ec0a9a7").unwrap();
+        assert_eq!(v, (1, 7, 27));
+        assert!(check_cdi_support(v, &text).is_ok());
+        let (v, _) = parse_containerd_version(
+            "containerd github.com/containerd/containerd/v2 v2.1.0 06b99ca8",
+        )
+        .unwrap();
+        assert_eq!(v, (2, 1, 0));
+        assert_eq!(parse_containerd_version("containerd"), None);
+        assert_eq!(parse_containerd_version("a b c"), None);
     }
 
     #[test]

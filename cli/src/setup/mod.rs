@@ -8,7 +8,7 @@
 //! | `containerd` | `/etc/containerd/config.toml` (config versions 1, 2, 3) | [`engines`] |
 //! | `crio` | `/etc/crio/crio.conf.d/99-nvidia.toml` | [`engines`] |
 //! | `hooks` | `/usr/share/containers/oci/hooks.d/oci-nvidia-docker-hook.json` | [`hooks`] |
-//! | `cdi` | stdout, or `/etc/cdi/nvidia.yaml` (`--dynamic`: `/var/run/cdi`) | [`cdi`] |
+//! | `cdi` | stdout, or `/var/run/cdi/nvidia.yaml` (`--static`: `/etc/cdi`) | [`cdi`] |
 //!
 //! Without `--write` the would-be file is printed (a merge shows the whole
 //! merged file). `--dry-run` prints a unified diff against the file on
@@ -51,7 +51,7 @@ pub const DEFAULT_HOOK_PATH: &str = hook::runtime::DEFAULT_HOOK_PATH;
     nvidia-docker setup docker --set-as-default --dry-run\n  \
     nvidia-docker setup containerd --config-version 3 --write\n  \
     nvidia-docker setup hooks --write             # Podman / CRI-O prestart hook\n  \
-    nvidia-docker setup cdi --write               # /etc/cdi/nvidia.yaml\n  \
+    nvidia-docker setup cdi --write               # /var/run/cdi/nvidia.yaml\n  \
     podman run --device nvidia.com/gpu=0 ...")]
 pub struct SetupArgs {
     /// What to configure.
@@ -125,11 +125,48 @@ pub struct ContainerdArgs {
     pub config_version: Option<i64>,
     #[command(flatten)]
     pub runtime: RuntimeEntry,
-    /// Also set enable_cdi.
+    /// Also set enable_cdi (containerd 1.7 or later: the version is asked).
     #[arg(long)]
     pub cdi: bool,
+    /// The containerd release the file is for (default: `containerd --version`).
+    #[arg(long, value_name = "VERSION")]
+    pub containerd_version: Option<String>,
+    /// The containerd binary asked for its version.
+    #[arg(long, default_value = "containerd", value_name = "PATH")]
+    pub containerd_binary: String,
     #[command(flatten)]
     pub output: Output,
+}
+
+/// The containerd release `a` is for, when `--cdi` needs it: the
+/// `--containerd-version` given, else what `containerd --version` says.
+fn containerd_cdi_check(a: &ContainerdArgs) -> Result<(), engines::EngineError> {
+    let unknown = |reason: String| engines::EngineError::UnknownVersion {
+        binary: a.containerd_binary.clone(),
+        reason,
+    };
+    let output = match &a.containerd_version {
+        // Parsed like the binary's own line.
+        Some(v) => format!("containerd given {v}"),
+        None => {
+            let out = std::process::Command::new(&a.containerd_binary)
+                .arg("--version")
+                .env_clear()
+                .env(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                )
+                .output()
+                .map_err(|e| unknown(e.to_string()))?;
+            if !out.status.success() {
+                return Err(unknown(format!("exited with {}", out.status)));
+            }
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let (version, text) = engines::parse_containerd_version(&output)
+        .ok_or_else(|| unknown(format!("unexpected output {:?}", output.trim())))?;
+    engines::check_cdi_support(version, &text)
 }
 
 /// `setup crio`.
@@ -193,8 +230,12 @@ pub struct CdiArgs {
     /// Write the spec to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output_file: Option<PathBuf>,
-    /// With --write: /var/run/cdi instead of /etc/cdi.
-    #[arg(long)]
+    /// With --write: /etc/cdi instead of /var/run/cdi (a spec that outlives
+    /// reboots and driver reloads: regenerate it yourself after each).
+    #[arg(long, conflicts_with = "dynamic")]
+    pub r#static: bool,
+    /// With --write: /var/run/cdi (the default; kept for scripts).
+    #[arg(long, hide = true)]
     pub dynamic: bool,
     /// yaml or json (default: from the file name, else yaml).
     #[arg(long, value_enum)]
@@ -249,6 +290,9 @@ pub fn run_with(
             })
         }
         Target::Containerd(a) => {
+            if a.cdi {
+                containerd_cdi_check(a)?;
+            }
             let opts = engine_options(&a.runtime, a.cdi);
             let path = &a.config;
             merge_file(path, &a.output, out, note, "restart containerd", |old| {
@@ -365,10 +409,12 @@ fn run_cdi(
     let target = match (&a.output_file, a.output.write || a.output.dry_run) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => {
-            let dir = if a.dynamic {
-                cdi::DYNAMIC_DIR
-            } else {
+            // /var/run/cdi by default: regenerated at boot and after each
+            // driver load (packaging/), it cannot outlive the inventory.
+            let dir = if a.r#static {
                 cdi::STATIC_DIR
+            } else {
+                cdi::DYNAMIC_DIR
             };
             let ext = match a.format {
                 Some(cdi::Format::Json) => "json",

@@ -57,7 +57,7 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     }
     // A CDI spec lists every flavour's library directories: keep those
     // this image has (ldconfig fails on a missing one).
-    let dirs: Vec<_> = plan
+    let mut dirs: Vec<_> = plan
         .ldconfig_dirs
         .iter()
         .filter(|d| match root.exists(d) {
@@ -69,6 +69,12 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
         })
         .cloned()
         .collect();
+    if let Some(driver) = &fixups.cuda_compat_host_driver {
+        if let Some(dir) = compat_dir(&root, driver) {
+            dirs.retain(|d| *d != dir);
+            dirs.insert(0, dir);
+        }
+    }
     if !dirs.is_empty() {
         // This process is in the container's mount namespace already; its
         // pid as the host's procfs numbers it names that namespace.
@@ -80,4 +86,17 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     }
     log::debug!("container {}: fix-ups done", state.id);
     Ok(())
+}
+
+/// The image's compat directory when its library is to be used with the
+/// host `driver` (`rules::compat::forward_compat`, as the prestart hook
+/// decides through its plan).
+fn compat_dir(root: &ContainerRoot, driver: &rules::Version) -> Option<rules::ContainerPath> {
+    let lib = hook::compat::find_compat_lib_or_warn(root)?;
+    let decision = rules::compat::forward_compat(&lib, Some(driver), None);
+    log::debug!(
+        "CUDA forward compatibility: libcuda.so.{} in the image, host driver {driver}: {decision:?}",
+        lib.version
+    );
+    (decision == rules::CompatDecision::Use).then(rules::compat::compat_dir)
 }

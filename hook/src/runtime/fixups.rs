@@ -18,12 +18,19 @@
 //! - `--mask-proc`, with `--proc-gpu <bus id>` and `--mig-access <path>`:
 //!   mask `/proc/driver/nvidia`, keeping those GPUs and MIG access files;
 //! - `--app-profile`, with `--app-profile-minor <n>`: write the graphics
-//!   application profile for those GPU minors.
+//!   application profile for those GPU minors;
+//! - `--cuda-compat-host-driver <version>`: the CUDA forward-compatibility
+//!   step, for a spec written before the image is known (CDI): look for the
+//!   image's `/usr/local/cuda/compat/libcuda.so.*` and, when
+//!   `rules::compat::forward_compat` says to use it against this host
+//!   driver, put its directory first in the linker cache (the toolkit's
+//!   `enable-cuda-compat --host-driver-version`). The runc wrapper decides
+//!   this in its plan and does not write it.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 
-use rules::{AppProfile, ContainerPath, FileName, PciBusId, Plan, ProcMask, Symlink};
+use rules::{AppProfile, ContainerPath, FileName, PciBusId, Plan, ProcMask, Symlink, Version};
 
 /// The hook subcommand the fix-ups run under.
 pub const SUBCOMMAND: &str = "create-container";
@@ -48,8 +55,11 @@ pub enum FixupArgError {
     /// `--app-profile-minor` that is not a number.
     #[error("--app-profile-minor {0:?}: expected a device minor number")]
     Minor(String),
+    /// `--cuda-compat-host-driver` that is not a version.
+    #[error("--cuda-compat-host-driver {0:?}: expected a driver version such as 535.104.05")]
+    HostDriver(String),
     /// A flag this mode does not know.
-    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --debug)")]
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --debug)")]
     Unknown(String),
     /// A flag given without its value.
     #[error("{0} needs a value")]
@@ -67,6 +77,8 @@ pub struct Fixups {
     pub proc_mask: Option<ProcMask>,
     /// The graphics application profile.
     pub app_profile: Option<AppProfile>,
+    /// The forward-compatibility step against this host driver.
+    pub cuda_compat_host_driver: Option<Version>,
     /// `--debug` was given.
     pub debug: bool,
 }
@@ -79,6 +91,7 @@ impl Fixups {
             ldconfig_dirs: plan.ldconfig_dirs.clone(),
             proc_mask: plan.proc_mask.clone(),
             app_profile: plan.app_profile.clone(),
+            cuda_compat_host_driver: None,
             debug: false,
         }
     }
@@ -89,6 +102,7 @@ impl Fixups {
             && self.ldconfig_dirs.is_empty()
             && self.proc_mask.is_none()
             && self.app_profile.is_none()
+            && self.cuda_compat_host_driver.is_none()
     }
 
     /// The arguments after the subcommand, in a fixed order (links by link
@@ -122,6 +136,10 @@ impl Fixups {
                 args.push("--app-profile-minor".to_owned());
                 args.push(m.to_string());
             }
+        }
+        if let Some(v) = &self.cuda_compat_host_driver {
+            args.push("--cuda-compat-host-driver".to_owned());
+            args.push(v.to_string());
         }
         if self.debug {
             args.push("--debug".to_owned());
@@ -168,6 +186,11 @@ impl Fixups {
                 "--app-profile-minor" => {
                     let v = value(flag)?;
                     minors.push(v.parse().map_err(|_| FixupArgError::Minor(v))?);
+                }
+                "--cuda-compat-host-driver" => {
+                    let v = value(flag)?;
+                    f.cuda_compat_host_driver =
+                        Some(Version::parse(&v).map_err(|_| FixupArgError::HostDriver(v))?);
                 }
                 "--debug" => f.debug = true,
                 other => return Err(FixupArgError::Unknown(other.to_owned())),
@@ -254,6 +277,7 @@ mod tests {
                 mig_access: vec![p("/proc/driver/nvidia/capabilities/gpu0/mig/gi1/access")],
             }),
             app_profile: Some(AppProfile { minors: vec![0, 3] }),
+            cuda_compat_host_driver: Some(Version::parse("535.104.05").unwrap()),
             debug: true,
         };
         let args = f.to_args();
@@ -279,5 +303,9 @@ mod tests {
         assert!(e(&["--proc-gpu", "zz"]).contains("PCI bus id"));
         assert_eq!(e(&["--ldconfig-dir"]), "--ldconfig-dir needs a value");
         assert!(e(&["--bogus"]).starts_with("unknown argument \"--bogus\""));
+        assert_eq!(
+            e(&["--cuda-compat-host-driver", "x"]),
+            "--cuda-compat-host-driver \"x\": expected a driver version such as 535.104.05"
+        );
     }
 }
