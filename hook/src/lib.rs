@@ -14,6 +14,7 @@
 //! - [`compat`]: the image's CUDA forward-compatibility library, read
 //!   inside the container root.
 //! - [`apply`], [`cgroup`], [`ldconfig`]: executing a plan in a container.
+//! - [`explain`]: the decision for a container, applied nowhere, for people.
 
 pub mod apply;
 pub mod cgroup;
@@ -21,6 +22,7 @@ pub mod compat;
 pub mod config;
 pub mod container;
 pub mod discover;
+pub mod explain;
 pub mod inventory;
 pub mod ldcache;
 pub mod ldconfig;

@@ -36,6 +36,8 @@ enum Command {
     Prestart(cmd::prestart::PrestartArgs),
     /// Finish a container whose spec already has its GPUs (OCI createContainer).
     CreateContainer(cmd::create_container::CreateContainerArgs),
+    /// Show what a container would get, and why, touching nothing.
+    Explain(cmd::explain::ExplainArgs),
     /// Accepted and ignored (OCI poststart).
     Poststart,
     /// Accepted and ignored (OCI poststop).
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Inventory(args) => cmd::inventory::run(cli.config.as_deref(), args),
         Command::Prestart(args) => cmd::prestart::run(cli.config.as_deref(), args),
         Command::CreateContainer(args) => cmd::create_container::run(cli.config.as_deref(), args),
+        Command::Explain(args) => cmd::explain::run(cli.config.as_deref(), args),
         Command::Poststart | Command::Poststop => Ok(()),
     };
     exit(result)

@@ -14,6 +14,7 @@ mod config_runc;
 mod docker;
 mod hook_bench;
 mod hook_docker;
+mod hook_explain;
 mod hook_hostile;
 mod hook_parallel;
 mod hook_podman;
