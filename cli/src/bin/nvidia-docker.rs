@@ -27,6 +27,14 @@ struct Setup {
     args: SetupArgs,
 }
 
+/// `nvidia-docker explain`.
+#[derive(Debug, Parser)]
+#[command(name = "nvidia-docker explain", version)]
+struct Explain {
+    #[command(flatten)]
+    args: cli::cmd::explain::ExplainArgs,
+}
+
 /// Printed before docker's own help for `nvidia-docker --help`, as v1 printed
 /// its version before docker's for `version`.
 const HELP: &str = "\
@@ -39,6 +47,7 @@ volume; every other command is docker's own.
 Own verbs:
   nvidia-docker cli-options [--dev IDS] [--vol NAMES] [--json|--mesos]
   nvidia-docker setup docker|containerd|crio|hooks|cdi [--write|--dry-run]
+  nvidia-docker explain IMAGE [-e K=V]... [--privileged] [--json]
 
 Environment: NV_GPU (GPU indexes or UUIDs), NV_DOCKER (the docker command),
 NV_HOST / DOCKER_HOST (remote mode), NV_DOCKER_HOOK (use a registered hook).
@@ -90,6 +99,17 @@ fn main() -> ExitCode {
         let setup = Setup::parse_from(&argv);
         return match cli::setup::run(&setup.args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&argv0, e),
+        };
+    }
+    if argv.first().map(String::as_str) == Some("explain") {
+        let explain = Explain::parse_from(&argv);
+        return match cli::cmd::explain::run(&explain.args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(cli::cmd::explain::ExplainError::Refused(r)) => {
+                eprintln!("{r}");
+                ExitCode::from(3)
+            }
             Err(e) => fail(&argv0, e),
         };
     }
