@@ -7,6 +7,7 @@
 //! image with host privileges; inherit its environment from the image.
 //!
 //! Modules:
+//! - [`about`]: version with the git commit, verbosity, exit codes.
 //! - [`config`]: `HostPaths` and the hook's configuration file.
 //! - [`ldcache`], [`discover`], [`snapshot`], [`inventory`]: the inventory.
 //! - [`sys`]: every syscall (the only module allowed `unsafe`).
@@ -16,6 +17,7 @@
 //! - [`apply`], [`cgroup`], [`ldconfig`]: executing a plan in a container.
 //! - [`explain`]: the decision for a container, applied nowhere, for people.
 
+pub mod about;
 pub mod apply;
 pub mod cgroup;
 pub mod compat;

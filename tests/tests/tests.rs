@@ -13,6 +13,7 @@ mod config_docker;
 mod config_podman;
 mod config_runc;
 mod docker;
+mod everyday;
 mod hook_bench;
 mod hook_docker;
 mod hook_explain;
