@@ -132,3 +132,61 @@ fn explain_an_image_as_the_shim_decides() {
     );
     assert_eq!(out.stderr.lines().count(), 1, "{out}");
 }
+
+/// `nvidia-docker run` of a GPU image while no `nvidia-docker-plugin` is
+/// running: one line before docker runs (start the plugin, or use the
+/// hook), not docker's misleading "Unable to find image ... locally" and a
+/// pull from the public registry.
+#[test]
+fn run_without_the_plugin_says_so() {
+    if !require_all(&[Prereq::Root, Prereq::Dockerd]) {
+        return;
+    }
+    // The v1 suite registers a plugin machine-wide while it runs.
+    let _lock = crate::v1_docker::PLUGIN_NAME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for p in [
+        "/run/docker/plugins/nvidia-docker.sock",
+        "/etc/docker/plugins/nvidia-docker.spec",
+        "/etc/docker/plugins/nvidia-docker.json",
+        "/usr/lib/docker/plugins/nvidia-docker.spec",
+    ] {
+        assert!(
+            !std::path::Path::new(p).exists(),
+            "an nvidia-docker plugin is installed on this machine ({p}); this test needs none"
+        );
+    }
+    let host = SimHost::synthetic(1).unwrap();
+    let dockerd = Dockerd::shared().unwrap();
+    dockerd
+        .import(Variant::Debian, "noplugin/cuda:8.0", &v1_labels("8.0"))
+        .unwrap();
+    let out = nvidia_docker(
+        &host,
+        &dockerd,
+        &["run", "--rm", "noplugin/cuda:8.0", "true"],
+        &[],
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    for part in [
+        "the nvidia-docker volume plugin is not running",
+        "start nvidia-docker-plugin",
+        "NV_DOCKER_HOOK=",
+    ] {
+        assert!(out.stderr.contains(part), "lacks {part:?}:\n{out}");
+    }
+    assert!(!out.stderr.contains("Unable to find image"), "{out}");
+    // A plain image still runs: nothing to check.
+    dockerd
+        .import(Variant::Debian, "noplugin/plain", &[] as &[&str])
+        .unwrap();
+    let out = nvidia_docker(
+        &host,
+        &dockerd,
+        &["run", "--rm", "noplugin/plain", "true"],
+        &[],
+    );
+    out.assert_success();
+}
