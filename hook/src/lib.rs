@@ -10,6 +10,7 @@
 //! - [`about`]: version with the git commit, verbosity, exit codes.
 //! - [`config`]: `HostPaths` and the hook's configuration file.
 //! - [`ldcache`], [`discover`], [`snapshot`], [`inventory`]: the inventory.
+//! - [`diagnose`]: why NVML answers but shows no GPU (one warning line).
 //! - [`sys`]: every syscall (the only module allowed `unsafe`).
 //! - [`state`], [`container`]: the OCI state on stdin and the bundle's spec.
 //! - [`compat`]: the image's CUDA forward-compatibility library, read
@@ -23,6 +24,7 @@ pub mod cgroup;
 pub mod compat;
 pub mod config;
 pub mod container;
+pub mod diagnose;
 pub mod discover;
 pub mod explain;
 pub mod inventory;

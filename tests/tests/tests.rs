@@ -22,6 +22,7 @@ mod hook_parallel;
 mod hook_podman;
 mod hook_runc;
 mod layering;
+mod no_gpu_warning;
 mod podman;
 mod runc;
 mod simulated_gpus;

@@ -78,6 +78,9 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     log::debug!("request: {request:?}");
     clock.lap("read");
     let inv = inventory::load_or_discover(&cfg)?;
+    if let Some(w) = hook::diagnose::no_gpu_warning(&cfg.paths, &inv) {
+        log::warn!("{w}");
+    }
     clock.lap("inventory");
     let plan = rules::plan(&inv, &request, &cfg.rules)?;
     clock.lap("plan");
