@@ -7,20 +7,26 @@
 //! image with host privileges; inherit its environment from the image.
 //!
 //! Modules:
+//! - [`about`]: version with the git commit, verbosity, exit codes.
 //! - [`config`]: `HostPaths` and the hook's configuration file.
 //! - [`ldcache`], [`discover`], [`snapshot`], [`inventory`]: the inventory.
+//! - [`diagnose`]: why NVML answers but shows no GPU (one warning line).
 //! - [`sys`]: every syscall (the only module allowed `unsafe`).
 //! - [`state`], [`container`]: the OCI state on stdin and the bundle's spec.
 //! - [`compat`]: the image's CUDA forward-compatibility library, read
 //!   inside the container root.
 //! - [`apply`], [`cgroup`], [`ldconfig`]: executing a plan in a container.
+//! - [`explain`]: the decision for a container, applied nowhere, for people.
 
+pub mod about;
 pub mod apply;
 pub mod cgroup;
 pub mod compat;
 pub mod config;
 pub mod container;
+pub mod diagnose;
 pub mod discover;
+pub mod explain;
 pub mod inventory;
 pub mod ldcache;
 pub mod ldcache_write;

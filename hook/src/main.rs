@@ -12,8 +12,11 @@ mod cmd;
 #[derive(Debug, Parser)]
 #[command(
     name = "nvidia-docker-hook",
-    version,
-    after_help = "Examples:\n  \
+    version = hook::about::VERSION,
+    after_help = "Exit status: 0 success (or nothing to do), 1 failure (one line on stderr), \
+    2 usage error, 3 refused by the rules (their one line, alone, which runc shows).\n\n\
+    Logging: RUST_LOG (env_logger syntax) when set, else warn, raised by each -v.\n\n\
+    Examples:\n  \
     # registered in a runc config.json:\n  \
     \"hooks\": {\"prestart\": [{\"path\": \"/usr/bin/nvidia-docker-hook\", \"args\": [\"nvidia-docker-hook\", \"prestart\"]}]}\n  \
     # what the host has, as the hook sees it:\n  \
@@ -24,6 +27,9 @@ struct Cli {
     /// Configuration file (default /etc/nvidia-docker/config.toml).
     #[arg(long, global = true)]
     config: Option<std::path::PathBuf>,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG wins.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +42,16 @@ enum Command {
     Prestart(cmd::prestart::PrestartArgs),
     /// Finish a container whose spec already has its GPUs (OCI createContainer).
     CreateContainer(cmd::create_container::CreateContainerArgs),
+    /// Show what a container would get, and why, touching nothing.
+    Explain(cmd::explain::ExplainArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Accepted and ignored (OCI poststart).
     Poststart,
     /// Accepted and ignored (OCI poststop).
@@ -58,15 +74,28 @@ fn main() -> ExitCode {
     if invoked_as == TOOLKIT_NAME {
         return toolkit_main(&argv[1..]);
     }
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Prestart(_)) {
+    let mut cli = Cli::parse();
+    if let Command::Prestart(args) = &mut cli.command {
         // prestart installs its own logger once its configuration is read.
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+        args.verbose = cli.verbose;
+    } else {
+        let filter = hook::about::filter(log::LevelFilter::Warn, cli.verbose);
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).init();
     }
     let result = match &cli.command {
         Command::Inventory(args) => cmd::inventory::run(cli.config.as_deref(), args),
         Command::Prestart(args) => cmd::prestart::run(cli.config.as_deref(), args),
         Command::CreateContainer(args) => cmd::create_container::run(cli.config.as_deref(), args),
+        Command::Explain(args) => cmd::explain::run(cli.config.as_deref(), args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            hook::about::write_completions(&mut Cli::command(), *shell, &mut std::io::stdout())
+                .map_err(Into::into)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            hook::about::write_man(&Cli::command(), &mut std::io::stdout()).map_err(Into::into)
+        }
         Command::Poststart | Command::Poststop => Ok(()),
     };
     exit(result)
@@ -83,14 +112,17 @@ fn toolkit_main(args: &[String]) -> ExitCode {
         }) => match verb.as_str() {
             "prestart" => exit(cmd::prestart::run(
                 config.as_deref(),
-                &cmd::prestart::PrestartArgs { debug },
+                &cmd::prestart::PrestartArgs {
+                    debug,
+                    ..Default::default()
+                },
             )),
             _ => ExitCode::SUCCESS,
         },
         Ok(ToolkitArgs::Version) => {
             println!(
                 "{TOOLKIT_NAME} (nvidia-docker-hook {})",
-                env!("CARGO_PKG_VERSION")
+                hook::about::VERSION
             );
             ExitCode::SUCCESS
         }

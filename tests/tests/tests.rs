@@ -6,6 +6,7 @@
 //! `e2e::prereq`. Run one suite with a filter:
 //! `cargo test -p e2e --test integration runc::`.
 
+mod cli_explain;
 mod config_bench;
 mod config_common;
 mod config_docker;
@@ -14,9 +15,13 @@ mod config_runc;
 mod docker;
 mod driver_graphics;
 mod driver_params;
+mod everyday;
 mod gpu_check;
 mod hook_bench;
+mod hook_bench;
 mod hook_docker;
+mod hook_docker;
+mod hook_explain;
 mod hook_faults;
 mod hook_hostile;
 mod hook_ldcache;
@@ -25,6 +30,7 @@ mod hook_podman;
 mod hook_runc;
 mod k8s_runc;
 mod layering;
+mod no_gpu_warning;
 mod podman;
 mod real_driver;
 mod real_driver_runtimes;

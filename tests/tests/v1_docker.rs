@@ -78,8 +78,9 @@ impl std::fmt::Display for Out {
     }
 }
 
-/// Serializes the tests that own the machine-wide plugin name.
-static PLUGIN_NAME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Serializes the tests that own the machine-wide plugin name (and those,
+/// in other modules, that need it absent).
+pub(crate) static PLUGIN_NAME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A simulated host, the plugin registered with a private dockerd, and the
 /// test images `v1e2e/cuda:8.0` (v1 labels, `PATH`/`LD_LIBRARY_PATH` of the

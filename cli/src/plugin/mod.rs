@@ -57,6 +57,9 @@ pub fn run(config_file: Option<&Path>, options: PluginOptions) -> Result<(), Plu
     let config = crate::host::load_config(config_file).map_err(StateError::from)?;
     log::info!("Discovering GPU devices");
     let inv = crate::host::load_inventory(&config).map_err(StateError::from)?;
+    if let Some(w) = hook::diagnose::no_gpu_warning(&config.paths, &inv) {
+        log::warn!("{w}");
+    }
     let snapshot = Snapshot::build(&config, inv)?;
     log::info!("Provisioning volumes at {}", options.volume_dir.display());
     let state = Arc::new(State::new(config, options.clone(), snapshot)?);

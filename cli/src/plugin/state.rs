@@ -156,6 +156,9 @@ impl State {
         if inv == self.snapshot().inv {
             return Ok(false);
         }
+        if let Some(w) = hook::diagnose::no_gpu_warning(&self.config.paths, &inv) {
+            log::warn!("{w}");
+        }
         let from = self.snapshot().inv.driver_version.to_string();
         let snap = Snapshot::build(&self.config, inv)?;
         log::info!(

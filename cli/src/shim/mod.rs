@@ -7,12 +7,15 @@
 //! - [`args`]: the docker argv scanner; [`help`]: learning new flags.
 //! - [`engine`]: the Docker Engine API (image, volume, version).
 //! - [`inject`]: local and hook modes; [`remote`]: remote mode.
+//! - [`plugin_check`]: local mode's volume plugin is running, checked
+//!   before docker runs.
 
 pub mod args;
 pub mod engine;
 pub mod env;
 pub mod help;
 pub mod inject;
+pub mod plugin_check;
 pub mod remote;
 
 use std::os::unix::process::CommandExt;
@@ -47,6 +50,9 @@ pub enum ShimError {
     /// Remote mode.
     #[error(transparent)]
     Remote(#[from] remote::RemoteError),
+    /// Local mode needs the volume plugin, and it is not there.
+    #[error(transparent)]
+    PluginMissing(#[from] plugin_check::PluginMissing),
     /// v1's SSH tunnel is not supported.
     #[error("ssh remote hosts are not supported: run the shim on {0}, or reach its plugin over http (NV_HOST=<host>:<port>)")]
     Ssh(String),
@@ -164,6 +170,9 @@ fn gpu_options(
             let plan = inject::plan_for(&inv, env.nv_gpu.as_deref(), image, &config.rules)?;
             if !plan.gpu_container {
                 return Ok(Vec::new());
+            }
+            if !plan.v1_volumes.is_empty() {
+                plugin_check::check(&plugin_check::PluginDirs::default())?;
             }
             Ok(inject::local_options(
                 &plan,

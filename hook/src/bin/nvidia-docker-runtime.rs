@@ -40,6 +40,12 @@ a v1 image label) it writes the devices, cgroup rules, driver mounts and one
 createContainer hook into the bundle's config.json, then execs the real
 runtime (NVIDIA_DOCKER_RUNTIMES, default runc:crun) with the same arguments.
 
+Exit status: the real runtime's, or when it does not run: 3 refused by the
+rules (their one line), 1 any other failure (one line on stderr), 127 no
+runtime found. Logging: RUST_LOG (every option is the runtime's, so no -v).
+`--version` alone prints this wrapper's version, then the runtime's;
+`--man` alone prints this page as roff.
+
 Examples:
   nvidia-docker setup docker --write        # daemon.json runtimes.nvidia
   docker run --runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=0 IMAGE nvidia-smi
@@ -67,6 +73,26 @@ fn main() -> ExitCode {
     }
     if argv.len() == 2 && (argv[1] == "--help" || argv[1] == "-h") {
         print!("{HELP}");
+    }
+    if argv.len() == 2 && argv[1] == "--version" {
+        println!("nvidia-docker-runtime {}", hook::about::VERSION);
+    }
+    if argv.len() == 2 && argv[1] == "--man" {
+        let about = HELP
+            .split("The real runtime's help follows.")
+            .next()
+            .unwrap_or(HELP);
+        let cmd = clap::Command::new("nvidia-docker-runtime")
+            .about("runc with the host's NVIDIA GPUs")
+            .long_about(about.trim_end().to_owned())
+            .disable_help_flag(true);
+        return match hook::about::write_man(&cmd, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nvidia-docker-runtime: cannot write to stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let inv = args::parse(runtime::tail(&argv));

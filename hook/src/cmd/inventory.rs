@@ -96,6 +96,9 @@ pub fn run(config_path: Option<&Path>, args: &InventoryArgs) -> anyhow::Result<(
     } else {
         inventory::load_or_discover(&cfg)?
     };
+    if let Some(w) = hook::diagnose::no_gpu_warning(&cfg.paths, &inv) {
+        log::warn!("{w}");
+    }
     let mut out = stdout.lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &inv).context("writing the inventory")?;

@@ -34,6 +34,9 @@ pub struct PrestartArgs {
     /// Log at debug level to stderr.
     #[arg(long)]
     pub debug: bool,
+    /// `-v` given to the binary (set by `main`, see `hook::about`).
+    #[arg(skip)]
+    pub verbose: u8,
 }
 
 /// Runs the subcommand: see the module docs.
@@ -41,7 +44,12 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     let mut clock = Clock::start();
     let state = State::read(std::io::stdin().lock())?;
     let cfg = HookConfig::load(config)?;
-    init_logging(cfg.debug_log.as_deref(), args.debug);
+    let level = if args.debug {
+        log::LevelFilter::Debug
+    } else {
+        hook::about::level(log::LevelFilter::Warn, args.verbose)
+    };
+    init_logging(cfg.debug_log.as_deref(), level);
     log::debug!(
         "state: id {:?}, status {:?}, pid {:?}, bundle {:?}",
         state.id,
@@ -73,6 +81,9 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     log::debug!("request: {request:?}");
     clock.lap("read");
     let inv = inventory::load_or_discover(&cfg)?;
+    if let Some(w) = hook::diagnose::no_gpu_warning(&cfg.paths, &inv) {
+        log::warn!("{w}");
+    }
     clock.lap("inventory");
     let mut plan = rules::plan(&inv, &request, &cfg.rules)?;
     let in_process = in_process_cache(&cfg, &plan);
@@ -229,8 +240,8 @@ impl ToolkitArgs {
     }
 }
 
-/// A logger writing to stderr (`env_logger`, `RUST_LOG`, default `warn`,
-/// `debug` with `--debug`) and, when the configuration names a debug log
+/// A logger writing to stderr (`env_logger`, `RUST_LOG`, else `default`:
+/// `warn`, raised by `-v`, `debug` with `--debug`) and, when the configuration names a debug log
 /// file, every record at debug level to that file too.
 struct HookLogger {
     stderr: env_logger::Logger,
@@ -275,8 +286,8 @@ impl log::Log for HookLogger {
 
 /// Installs the hook's logger (see [`HookLogger`]). A debug log file that
 /// cannot be opened is reported on stderr and ignored.
-pub fn init_logging(debug_log: Option<&Path>, debug: bool) {
-    let default = if debug { "debug" } else { "warn" };
+pub fn init_logging(debug_log: Option<&Path>, default: log::LevelFilter) {
+    let default = default.to_string().to_ascii_lowercase();
     let stderr =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
             .build();
