@@ -18,8 +18,6 @@ mod driver_params;
 mod everyday;
 mod gpu_check;
 mod hook_bench;
-mod hook_bench;
-mod hook_docker;
 mod hook_docker;
 mod hook_explain;
 mod hook_faults;
