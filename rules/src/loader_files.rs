@@ -109,12 +109,18 @@ const XORG_DRIVERS: &[&str] = &[
     "/usr/lib64/xorg/modules/drivers",
     "{lib}/xorg/modules/drivers",
     "{lib}/nvidia/xorg",
+    // Debian's own packages: an alternatives link in the ModulePath their
+    // xorg.conf.d snippet adds.
+    "/usr/lib/nvidia",
 ];
 const XORG_EXTENSIONS: &[&str] = &[
     "/usr/lib/xorg/modules/extensions",
     "/usr/lib64/xorg/modules/extensions",
     "{lib}/xorg/modules/extensions",
     "{lib}/nvidia/xorg",
+    // Debian's own packages: an alternatives link in the ModulePath their
+    // xorg.conf.d snippet adds.
+    "/usr/lib/nvidia",
 ];
 
 /// Every loader file this project knows.

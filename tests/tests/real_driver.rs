@@ -151,9 +151,28 @@ const TABLE_470: &[(&str, &str)] = &[
     ("video", "libvdpau_nvidia.so.{v}"),
 ];
 
-/// Real driver files the catalogue leaves out on purpose: the X server's
-/// driver and GLX module (an X server runs on the host, not in a container).
+/// Real driver files that are not in the inventory's file list: the X
+/// server's driver and GLX module are loader files (`rules::loader_files`),
+/// mounted at the X server's module paths with `display` (see
+/// [`loader_mounts`]).
 const NOT_MOUNTED: &[&str] = &["nvidia_drv.so", "libglxserver_nvidia.so.{v}"];
+
+/// The loader files a container asking `caps` gets under `/usr/lib`, as
+/// `64 <name>`: the GBM backend (535 only; a link to `libnvidia-allocator`)
+/// with the graphics libraries, the X server's driver and GLX module with
+/// `display`.
+fn loader_mounts(series: Series, version: &str, caps: &[&str]) -> BTreeSet<String> {
+    let has = |c: &str| caps.contains(&c);
+    let mut out = BTreeSet::new();
+    if series == Series::R535 && (has("graphics") || has("display")) {
+        out.insert("64 nvidia-drm_gbm.so".to_owned());
+    }
+    if has("display") {
+        out.insert("64 nvidia_drv.so".to_owned());
+        out.insert(format!("64 libglxserver_nvidia.so.{version}"));
+    }
+    out
+}
 
 fn table(series: Series) -> &'static [(&'static str, &'static str)] {
     match series {
@@ -564,6 +583,25 @@ fn compat32(series: Series, layout: DriverLayout) {
         root.join("usr/lib/ld-linux.so.2"),
     )
     .unwrap();
+    // An image with i386 glibc lists it in its own linker cache (Debian's
+    // libc6:i386 ships this ld.so.conf.d entry); the hook only adds the
+    // driver's libraries to the image's cache, it does not rescan the image.
+    std::fs::write(
+        root.join("etc/ld.so.conf.d/i386-linux-gnu.conf"),
+        "/usr/lib/i386-linux-gnu\n",
+    )
+    .unwrap();
+    let ldconfig = std::process::Command::new("ldconfig")
+        .arg("-X")
+        .arg("-r")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(
+        ldconfig.success(),
+        "ldconfig -r {}: {ldconfig}",
+        root.display()
+    );
     std::fs::copy(&exe, root.join("gpu-probe32")).unwrap();
     let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
     out.assert_success();
@@ -666,7 +704,8 @@ fn capability_sets(series: Series) {
                 .map(str::to_owned)
                 .collect();
             let list: Vec<&str> = caps.split(',').collect();
-            let expected = expected_mounts(series, &host.driver.version, &list);
+            let mut expected = expected_mounts(series, &host.driver.version, &list);
+            expected.extend(loader_mounts(series, &host.driver.version, &list));
             let missing: Vec<_> = expected.difference(&got).collect();
             let extra: Vec<_> = got.difference(&expected).collect();
             assert!(

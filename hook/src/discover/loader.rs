@@ -32,7 +32,15 @@ impl FileFinder<'_> {
                     None => vec![(*d).to_owned()],
                 });
             for dir in dirs {
-                let Some(resolved) = self.resolve(&format!("{dir}/{name}")) else {
+                // A versioned file may be reached only through its
+                // unversioned link (Debian: `/usr/lib/nvidia/<name>` is an
+                // alternatives link to `/usr/lib/nvidia/<flavour>/<name>.<RM>`).
+                let Some(resolved) = self.resolve(&format!("{dir}/{name}")).or_else(|| {
+                    spec.versioned
+                        .then(|| self.resolve(&format!("{dir}/{}", spec.name)))
+                        .flatten()
+                        .filter(|r| r.inside.rsplit('/').next() == Some(name.as_str()))
+                }) else {
                     continue;
                 };
                 if !resolved.meta.is_file() {
