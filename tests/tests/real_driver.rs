@@ -543,6 +543,12 @@ fn compat32(series: Series, layout: DriverLayout) {
         Prereq::CgroupV1,
         Prereq::Tool("gcc")
     );
+    if !Path::new("/usr/lib32/libc.so.6").exists() {
+        let why = "no i386 glibc in /usr/lib32: install gcc-multilib (scripts/install-deps)";
+        assert!(!e2e::prereq::under_ci(), "{why}");
+        eprintln!("SKIP compat32 {series:?} {layout:?}: {why}");
+        return;
+    }
     let host = RealHost::new(series, layout).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let exe = probe(dir.path(), true).unwrap();
