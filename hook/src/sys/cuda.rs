@@ -12,6 +12,9 @@
 //! search path has a `libcuda.so` development link answers that name first;
 //! on a host with its driver at `/` both are the same library.)
 //!
+//! If `cudarc` loaded another `libcuda.so*` anyway (seen in
+//! `/proc/self/maps`), its answers are discarded with an error naming both.
+//!
 //! Only what cannot be done without `unsafe` is here (loading the library,
 //! `cuDeviceGetAttribute`); `cudarc` panics on a missing symbol, which is
 //! caught and reported as an error.
@@ -43,6 +46,15 @@ pub enum CudaError {
         /// The CUDA error.
         #[source]
         source: result::DriverError,
+    },
+    /// `cudarc` bound to another libcuda than the driver root's (one its
+    /// search by name found first): its answers are not used.
+    #[error("the CUDA driver API was loaded from {} instead of {}", found.display(), path.display())]
+    OtherLibrary {
+        /// The driver root's library.
+        path: PathBuf,
+        /// The one mapped instead.
+        found: PathBuf,
     },
     /// `cudarc` found no libcuda, or the library lacks a function (a stub or
     /// a stand-in without code).
@@ -127,7 +139,14 @@ pub fn device_attributes(path: &Path) -> Result<Vec<DeviceAttributes>, CudaError
             })
             .collect()
     };
-    match catch_unwind(AssertUnwindSafe(run)) {
+    let outcome = catch_unwind(AssertUnwindSafe(run));
+    if let Some(found) = other_libcuda(path) {
+        return Err(CudaError::OtherLibrary {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    match outcome {
         Ok(r) => r,
         Err(panic) => Err(CudaError::Unusable {
             path: path.to_path_buf(),
@@ -138,6 +157,23 @@ pub fn device_attributes(path: &Path) -> Result<Vec<DeviceAttributes>, CudaError
                 .unwrap_or_else(|| "cudarc panicked".to_owned()),
         }),
     }
+}
+
+/// A `libcuda.so*` file mapped into this process other than `path` (by its
+/// resolved name), from `/proc/self/maps`: what `cudarc`'s search by name
+/// loaded when it did not bind to the library loaded by path.
+fn other_libcuda(path: &Path) -> Option<PathBuf> {
+    let ours = std::fs::canonicalize(path).ok()?;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(PathBuf::from)
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libcuda.so"))
+                && *p != ours
+        })
 }
 
 /// `GPU-` and the 16 bytes as NVML prints a UUID.
@@ -164,6 +200,33 @@ mod tests {
             format_uuid(&bytes),
             "GPU-a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf"
         );
+    }
+
+    #[test]
+    fn a_library_without_the_driver_api_is_unusable_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libcuda.so.1");
+        let stub = fixtures::elf::SharedObject::new(fixtures::elf::Arch::X86_64, "libcuda.so.1")
+            .with_needed(["libc.so.6"]);
+        std::fs::write(&path, stub.to_bytes().unwrap()).unwrap();
+        match device_attributes(&path) {
+            Err(CudaError::Unusable { message, .. }) => {
+                assert!(message.contains("cuInit"), "{message}")
+            }
+            // Under `cargo test`, LD_LIBRARY_PATH has target/<profile>, where
+            // the mock libcuda's build output answers cudarc's first name.
+            Err(CudaError::OtherLibrary { found, .. }) => {
+                assert!(found.ends_with("libcuda.so"), "{found:?}")
+            }
+            other => {
+                // Only if another test loaded a libcuda into this process first.
+                let loaded = LOADED.lock().unwrap();
+                assert!(
+                    loaded.as_ref().is_some_and(|(p, _)| *p != path),
+                    "{other:?}"
+                );
+            }
+        }
     }
 
     #[test]
