@@ -12,7 +12,7 @@ use clap::Args;
 use crate::host::{self, HostError};
 use crate::v1::cli_options::{docker_cli, text};
 use crate::v1::nvml::{self, NvmlQueryError};
-use crate::v1::{info, mesos, render_json};
+use crate::v1::{cuda, info, mesos, render_json};
 
 /// Print the docker options that give a container the GPUs.
 #[derive(Debug, Args)]
@@ -59,7 +59,8 @@ pub fn run(args: &CliOptionsArgs, nv_gpu: Option<&str>) -> Result<Vec<u8>, CliOp
     let inv = host::load_inventory(&config)?;
     if args.mesos {
         let nvml = nvml::open(&host::nvml_lib(&config, &inv))?;
-        let facts = nvml::facts(&nvml, &inv)?;
+        let mut facts = nvml::facts(&nvml, &inv)?;
+        cuda::fill(&mut facts, &inv, &cuda::libcuda(&inv));
         let info = info::build(&inv, &facts);
         let json = render_json::to_go_json(&info)?;
         return Ok(mesos::render(&info, &json).into_bytes());

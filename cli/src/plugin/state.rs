@@ -18,7 +18,7 @@ use crate::host::{self, HostError};
 use crate::v1::cli_options::{self, DockerCli};
 use crate::v1::info::{self, GpuInfo};
 use crate::v1::nvml::{self, NvmlQueryError};
-use crate::v1::{mesos, render_json, render_text};
+use crate::v1::{cuda, mesos, render_json, render_text};
 
 use super::volumes_store::{VolumeError, VolumeStore};
 
@@ -80,7 +80,8 @@ impl Snapshot {
     /// Loads NVML for `inv` and renders the info bodies.
     pub fn build(config: &HookConfig, inv: Inventory) -> Result<Snapshot, StateError> {
         let nvml = nvml::open(&host::nvml_lib(config, &inv))?;
-        let facts = nvml::facts(&nvml, &inv)?;
+        let mut facts = nvml::facts(&nvml, &inv)?;
+        cuda::fill(&mut facts, &inv, &cuda::libcuda(&inv));
         let info = info::build(&inv, &facts);
         let info_json = render_json::to_go_json(&info).map_err(|source| StateError::Encode {
             what: "/gpu/info/json",

@@ -4,15 +4,17 @@
 //!
 //! Where v1 read CUDA (`cudaGetDeviceProperties`), the values come from:
 //! - `Arch`: the inventory's compute capability (NVML).
-//! - `Family`, `Memory.Shared`, `Memory.Constant`: the per compute capability
-//!   table in [`super::arch`].
-//! - `Cores`: NVML's core count (`nvmlDeviceGetNumGpuCores`); `null` when
-//!   NVML does not support it (the SM count is not available without CUDA).
+//! - `Family`: the per compute capability table in [`super::arch`].
+//! - `Memory.Shared`, `Memory.Constant`, `Memory.L2Cache`: the CUDA driver
+//!   API (`cuDeviceGetAttribute`, [`super::cuda`]); where libcuda cannot
+//!   initialise, the table's shared memory and constant memory, and L2
+//!   `null` (`N/A`).
+//! - `Cores`: NVML's core count (`nvmlDeviceGetNumGpuCores`), else v1's
+//!   cores per SM (the table) × CUDA's SM count; `null` when neither is known.
 //! - `Memory.ECC`: NVML's current ECC mode; `Memory.Global`: NVML's total
 //!   memory in MiB.
 //! - `Memory.Bandwidth`: v1's `2 × memClock(MHz) × busWidth/8` from NVML's
 //!   maximum memory clock and memory bus width.
-//! - `Memory.L2Cache`: NVML has no L2 size: always `null` (`N/A`).
 //!
 //! `null` wherever NVML answers NOT_SUPPORTED (v1's rule).
 
@@ -244,9 +246,31 @@ pub struct GpuFacts {
     pub memory_bus_width: Option<u32>,
     /// CUDA cores.
     pub cores: Option<u32>,
+    /// What the CUDA driver API says (`cuDeviceGetAttribute`, see
+    /// [`super::cuda`]); all `None` where libcuda could not initialise.
+    pub cuda: CudaFacts,
+}
+
+/// The CUDA attributes v1 read with `cudaGetDeviceProperties` (`None`: not
+/// known).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CudaFacts {
+    /// Streaming multiprocessors.
+    pub sm_count: Option<u32>,
+    /// L2 cache, bytes.
+    pub l2_cache: Option<u32>,
+    /// Shared memory per SM, bytes.
+    pub shared_memory_per_sm: Option<u32>,
+    /// Constant memory, bytes.
+    pub constant_memory: Option<u32>,
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// Bytes to KiB, as v1 divided `cudaDeviceProp` sizes.
+fn kib(bytes: Option<u32>) -> Option<u32> {
+    bytes.map(|b| b / 1024)
+}
 
 /// `/gpu/info` for an inventory and the facts of its GPUs (same order as
 /// `inv.gpus`; missing facts read as NOT_SUPPORTED).
@@ -307,13 +331,21 @@ pub fn build(inv: &Inventory, facts: &[GpuFacts]) -> GpuInfo {
                 topology: (!topology.is_empty()).then_some(topology),
                 family: family.map(str::to_owned),
                 arch: Some(format!("{}.{}", g.arch.major(), g.arch.minor())),
-                cores: f.cores,
+                // v1: cores per SM × SMs; NVML's own count when it has one.
+                cores: f.cores.or_else(|| {
+                    f.cuda
+                        .sm_count
+                        .zip(arch_facts)
+                        .map(|(sms, a)| sms.saturating_mul(a.cores_per_sm))
+                }),
                 memory: DeviceMemory {
                     ecc: f.ecc,
                     global: f.memory_total.map(|b| b / MIB),
-                    shared: arch_facts.map(|a| a.shared_kib),
-                    constant: arch_facts.map(|_| arch::CONSTANT_KIB),
-                    l2_cache: None,
+                    shared: kib(f.cuda.shared_memory_per_sm)
+                        .or_else(|| arch_facts.map(|a| a.shared_kib)),
+                    constant: kib(f.cuda.constant_memory)
+                        .or_else(|| arch_facts.map(|_| arch::CONSTANT_KIB)),
+                    l2_cache: kib(f.cuda.l2_cache),
                     bandwidth: f
                         .max_mem_clock
                         .zip(f.memory_bus_width)

@@ -2,10 +2,12 @@
 //! the `/gpu/info` and `/gpu/status` models, their text and JSON renderings,
 //! `/docker/cli` and `/mesos/cli`.
 //!
-//! Pure except [`nvml`], which queries NVML for the daemon.
+//! Pure except [`nvml`] and [`cuda`], which query NVML and the CUDA driver
+//! API for the daemon.
 
 pub mod arch;
 pub mod cli_options;
+pub mod cuda;
 pub mod info;
 pub mod mesos;
 pub mod nvml;

@@ -162,6 +162,7 @@ pub fn facts(nvml: &Nvml, inv: &Inventory) -> Result<Vec<GpuFacts>, NvmlQueryErr
             memory_total: memory.map(|m| m.total),
             memory_bus_width: opt(d.memory_bus_width(), "nvmlDeviceGetMemoryBusWidth", u)?,
             cores: opt(d.num_cores(), "nvmlDeviceGetNumGpuCores", u)?,
+            cuda: Default::default(),
         });
     }
     Ok(out)

@@ -16,6 +16,7 @@
 //!   user namespace.
 //! - [`caps`]: capability sets.
 //! - [`child`]: a step in a forked, single-threaded child with a deadline.
+//! - [`cuda`]: the CUDA driver API's device attributes (for v1's `/gpu/info`).
 //! - `bpf`, `process`: the device cgroup's eBPF program and the ldconfig
 //!   child (owned by the cgroup/ldconfig work).
 //!
@@ -23,6 +24,7 @@
 pub mod bpf;
 pub mod caps;
 pub mod child;
+pub mod cuda;
 pub mod fs;
 pub mod mount;
 pub mod ns;
