@@ -561,3 +561,39 @@ fn docker_reserved_runtime_name_is_refused_and_nothing_written() {
     );
     assert!(!file.exists());
 }
+
+#[test]
+fn hooks_warn_when_an_engine_uses_the_systemd_cgroup_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = d.join("host");
+    let out = d.join("hooks.d/nv.json");
+    let args = |root: &Path| {
+        vec![
+            "hooks".to_owned(),
+            "--output-file".to_owned(),
+            out.display().to_string(),
+            "--engine-root".to_owned(),
+            root.display().to_string(),
+            "--write".to_owned(),
+        ]
+    };
+    std::fs::create_dir_all(root.join("etc/containers")).unwrap();
+    let a = args(&root);
+    let (_, note) = setup(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]).unwrap();
+    assert!(!note.contains("warning"), "{note}");
+    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    let (_, note) = setup(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]).unwrap();
+    assert!(
+        note.ends_with(
+            "warning: podman uses the systemd cgroup manager (the default on a host running systemd): \
+             systemd drops the devices a hook allows at its next daemon-reload (\"Failed to initialize \
+             NVML: Unknown Error\"); use the runc wrapper instead, which puts the GPUs in the spec: \
+             podman run --runtime /usr/bin/nvidia-docker-runtime ...\n"
+        ),
+        "{note}"
+    );
+    // The hook file is written all the same (containers started with the
+    // wrapper skip it).
+    assert!(out.exists());
+}

@@ -526,7 +526,8 @@ fn memlock_shim() -> Option<&'static Path> {
         if setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY).is_ok() {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("nvd-memlock-shim-{}", std::process::id()));
+        // Built under the target directory (reused, never left in /tmp).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvd-memlock-shim");
         std::fs::create_dir_all(&dir).unwrap();
         let src = dir.join("shim.c");
         std::fs::write(

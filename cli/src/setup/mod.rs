@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cdi;
+pub mod cgroup_manager;
 pub mod doc;
 pub mod docker;
 pub mod engines;
@@ -199,6 +200,10 @@ pub struct HooksArgs {
     /// Which containers run the hook.
     #[arg(long, value_enum, default_value_t = hooks::When::Always)]
     pub when: hooks::When,
+    /// Where the engines' configuration is read from, to warn when they use
+    /// the systemd cgroup manager ([`cgroup_manager`]).
+    #[arg(long, default_value = "/", value_name = "DIR", hide = true)]
+    pub engine_root: PathBuf,
     #[command(flatten)]
     pub output: Output,
 }
@@ -320,7 +325,10 @@ pub fn run_with(
                 note,
                 "new containers use it",
                 |_| Ok(text.clone()),
-            )
+            )?;
+            let engines = cgroup_manager::systemd_engines(&a.engine_root);
+            note.write_all(cgroup_manager::warning(&engines, DEFAULT_RUNTIME_PATH).as_bytes())?;
+            Ok(())
         }
         Target::Cdi(a) => run_cdi(a, env, out, note),
     }

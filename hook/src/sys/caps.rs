@@ -5,6 +5,7 @@
 //! `apply::caps`.
 use caps::Capability;
 use nix::errno::Errno;
+use rustix::thread::{CapabilitySet, CapabilitySets};
 
 /// Changing a capability set failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,28 +36,8 @@ pub enum CapsError {
     },
 }
 
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 fn mask(caps: &[Capability]) -> u64 {
     caps.iter().fold(0, |m, c| m | (1u64 << c.index()))
-}
-
-fn split(bits: u64) -> [u32; 2] {
-    [(bits & 0xffff_ffff) as u32, (bits >> 32) as u32]
 }
 
 /// Keeps `effective` in the effective set and `permitted` in the permitted
@@ -78,86 +59,46 @@ pub fn limit(
             source,
         }
     };
-    let mut header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget(cap_user_header_t, cap_user_data_t) with a version-3
-    // header and the two data structs version 3 requires, both live.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-    if rc < 0 {
-        return Err(err("capget")(Errno::last()));
-    }
-    let have = u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32);
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let have = rustix::thread::capabilities(None)
+        .map_err(|e| err("capget")(errno(e)))?
+        .permitted
+        .bits();
     if bounding && have & (1 << Capability::CAP_SETPCAP.index()) != 0 {
         for cap in caps::all() {
             if want_perm & (1 << cap.index()) != 0 {
                 continue;
             }
-            // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes integers only.
-            let rc = unsafe {
-                libc::prctl(
-                    libc::PR_CAPBSET_DROP,
-                    libc::c_ulong::from(cap.index()),
-                    0,
-                    0,
-                    0,
-                )
-            };
-            // EINVAL: a capability this kernel does not know.
-            if rc < 0 && Errno::last() != Errno::EINVAL {
-                return Err(CapsError::Prctl {
-                    call: "PR_CAPBSET_DROP",
-                    cap: cap.index(),
-                    source: Errno::last(),
-                });
+            let set = CapabilitySet::from_bits_retain(1 << cap.index());
+            match rustix::thread::remove_capability_from_bounding_set(set) {
+                // EINVAL: a capability this kernel does not know.
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => {
+                    return Err(CapsError::Prctl {
+                        call: "PR_CAPBSET_DROP",
+                        cap: cap.index(),
+                        source: errno(e),
+                    })
+                }
             }
         }
     }
-    // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) takes integers.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(CapsError::Prctl {
-            call: "PR_CAP_AMBIENT_CLEAR_ALL",
-            cap: 0,
-            source: Errno::last(),
-        });
-    }
+    rustix::thread::clear_ambient_capability_set().map_err(|e| CapsError::Prctl {
+        call: "PR_CAP_AMBIENT_CLEAR_ALL",
+        cap: 0,
+        source: errno(e),
+    })?;
     let perm = have & want_perm;
     let eff = perm & want_eff;
-    let (e, p) = (split(eff), split(perm));
-    let data = [
-        CapData {
-            effective: e[0],
-            permitted: p[0],
-            inheritable: 0,
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::from_bits_retain(eff),
+            permitted: CapabilitySet::from_bits_retain(perm),
+            inheritable: CapabilitySet::empty(),
         },
-        CapData {
-            effective: e[1],
-            permitted: p[1],
-            inheritable: 0,
-        },
-    ];
-    let header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capset(cap_user_header_t, const cap_user_data_t) with a
-    // version-3 header and two data structs, both live for the call.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    if rc < 0 {
-        return Err(err("capset")(Errno::last()));
-    }
-    Ok(())
+    )
+    .map_err(|e| err("capset")(errno(e)))
 }
 
 #[cfg(test)]
@@ -168,7 +109,6 @@ mod tests {
     fn masks() {
         assert_eq!(mask(&[Capability::CAP_CHOWN]), 1);
         assert_eq!(mask(&[Capability::CAP_BPF]), 1 << 39);
-        assert_eq!(split(1 << 39 | 1), [1, 1 << 7]);
     }
 
     #[test]

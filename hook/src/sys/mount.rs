@@ -6,20 +6,13 @@
 //! ([`set_attrs`]), and it is attached in the container's namespace with
 //! [`attach`]: the mount never exists writable, and nothing is resolved by
 //! name at mount time.
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 
 // Flags from <linux/mount.h> (stable kernel ABI).
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: u64 = 0x01;
 const MOUNT_ATTR_NOSUID: u64 = 0x02;
 const MOUNT_ATTR_NODEV: u64 = 0x04;
@@ -133,13 +126,9 @@ impl MountError {
     }
 }
 
-fn cvt_fd(rc: libc::c_long) -> Result<OwnedFd, Errno> {
-    if rc < 0 {
-        return Err(Errno::last());
-    }
-    let fd = RawFd::try_from(rc).map_err(|_| Errno::EBADF)?;
-    // SAFETY: the syscall returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// nix's errno for rustix's.
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
 }
 
 /// A detached copy of the mount at `source` (a descriptor of the file or
@@ -151,18 +140,16 @@ pub fn clone_tree(
     recursive: bool,
     unsafe_path: PathBuf,
 ) -> Result<OwnedFd, MountError> {
-    let mut flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_EMPTY_PATH;
     if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
+        flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    let fd = source.as_fd().as_raw_fd();
-    // SAFETY: open_tree(int dfd, const char *path, unsigned flags); the path
-    // is a static empty C string, the descriptor is borrowed for the call.
-    let rc = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
-    cvt_fd(rc).map_err(|source| MountError::OpenTree {
-        fd,
+    rustix::mount::open_tree(source, c"", flags).map_err(|e| MountError::OpenTree {
+        fd: source.as_fd().as_raw_fd(),
         unsafe_path,
-        source,
+        source: errno(e),
     })
 }
 
@@ -203,28 +190,18 @@ pub fn set_attrs(mount: &impl AsFd, attrs: Attrs) -> Result<(), MountError> {
 /// Attaches the detached mount `from` on the file or directory behind `to`
 /// (any descriptor of it, `O_PATH` included).
 pub fn attach(from: &impl AsFd, to: &impl AsFd) -> Result<(), MountError> {
-    let (f, t) = (from.as_fd().as_raw_fd(), to.as_fd().as_raw_fd());
-    // SAFETY: move_mount(int from_dfd, const char *from_path, int to_dfd,
-    // const char *to_path, unsigned flags); both paths are static empty C
-    // strings and both descriptors are borrowed for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            f,
-            c"".as_ptr(),
-            t,
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if rc < 0 {
-        return Err(MountError::MoveMount {
-            from: f,
-            to: t,
-            source: Errno::last(),
-        });
-    }
-    Ok(())
+    rustix::mount::move_mount(
+        from,
+        c"",
+        to,
+        c"",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| MountError::MoveMount {
+        from: from.as_fd().as_raw_fd(),
+        to: to.as_fd().as_raw_fd(),
+        source: errno(e),
+    })
 }
 
 /// A new detached tmpfs with `options` (`("mode", "0555")`, ...) and
@@ -244,56 +221,18 @@ pub fn tmpfs(options: &[(&str, &str)], attrs: Attrs) -> Result<OwnedFd, MountErr
             source,
         }
     };
-    // SAFETY: fsopen(const char *fsname, unsigned flags) with a static C string.
-    let rc = unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) };
-    let fs = cvt_fd(rc).map_err(err("fsopen"))?;
+    let fs = rustix::mount::fsopen(c"tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| err("fsopen")(errno(e)))?;
     for (key, value) in options {
-        let (k, v) = (
-            cstr(key).map_err(err("fsconfig"))?,
-            cstr(value).map_err(err("fsconfig"))?,
-        );
-        // SAFETY: fsconfig(int fd, unsigned cmd, const char *key, const void
-        // *value, int aux); key and value are NUL-terminated and live.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(err("fsconfig")(Errno::last()));
-        }
+        rustix::mount::fsconfig_set_string(&fs, *key, *value)
+            .map_err(|e| err("fsconfig")(errno(e)))?;
     }
-    // SAFETY: fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(err("fsconfig(FSCONFIG_CMD_CREATE)")(Errno::last()));
-    }
-    // SAFETY: fsmount(int fsfd, unsigned flags, unsigned attr_flags).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fs.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            attrs.bits() as libc::c_uint,
-        )
-    };
-    cvt_fd(rc).map_err(err("fsmount"))
-}
-
-fn cstr(s: &str) -> Result<std::ffi::CString, Errno> {
-    std::ffi::CString::new(s).map_err(|_| Errno::EINVAL)
+    rustix::mount::fsconfig_create(&fs)
+        .map_err(|e| err("fsconfig(FSCONFIG_CMD_CREATE)")(errno(e)))?;
+    rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::from_bits_retain(attrs.bits() as u32),
+    )
+    .map_err(|e| err("fsmount")(errno(e)))
 }

@@ -60,6 +60,15 @@ pub enum NsError {
         #[source]
         source: FsError,
     },
+    /// `/proc/<pid>` is gone: the container's process exited (or was
+    /// killed) while its hooks ran.
+    #[error("process {pid} has exited: the container stopped before its GPUs were set up")]
+    Exited {
+        /// The container's pid.
+        pid: i32,
+        /// Which namespace was being opened.
+        kind: NsKind,
+    },
     /// `setresgid`/`setresuid` to 0 in a joined user namespace.
     #[error("cannot become root of the container's user namespace ({call})")]
     BecomeRoot {
@@ -103,7 +112,10 @@ impl Namespace {
             path: path.clone(),
             source,
         };
-        let fd = fs::open_host(&path, OFlag::O_RDONLY).map_err(err)?;
+        let fd = fs::open_host(&path, OFlag::O_RDONLY).map_err(|e| match (pid, e.errno()) {
+            (Some(pid), Errno::ENOENT | Errno::ESRCH) => NsError::Exited { pid, kind },
+            _ => err(e),
+        })?;
         let st = fs::fstat(&fd).map_err(err)?;
         #[allow(clippy::useless_conversion)] // dev_t/ino_t widths differ by target
         let id = (u64::from(st.st_dev), u64::from(st.st_ino));
@@ -144,4 +156,19 @@ pub fn become_root() -> Result<(), NsError> {
         call: "setresuid(0, 0, 0)",
         source,
     })
+}
+
+#[cfg(test)]
+mod exited_tests {
+    use super::*;
+
+    #[test]
+    fn a_gone_process_is_said_so() {
+        let proc = tempfile::tempdir().unwrap();
+        let err = Namespace::open(proc.path(), Some(4242), NsKind::Mount).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "process 4242 has exited: the container stopped before its GPUs were set up"
+        );
+    }
 }

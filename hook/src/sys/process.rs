@@ -8,7 +8,7 @@
 //! Errors record the call, its arguments and the errno.
 use std::ffi::{CStr, CString};
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -35,30 +35,20 @@ fn err(call: impl Into<String>) -> impl FnOnce(Errno) -> ProcessError {
     move |errno| ProcessError { call, errno }
 }
 
-/// `MFD_EXEC` (Linux 6.3): the memfd may be executed even when the
-/// `vm.memfd_noexec` sysctl makes memfds non-executable by default.
-const MFD_EXEC: libc::c_uint = 0x10;
-
 /// A memfd named `name` holding `data`, sealed against any change
 /// (`F_SEAL_SEAL|SHRINK|GROW|WRITE`), close-on-exec. An executable in it can
 /// be run with [`exec_fd`] without a path anyone could swap.
 pub fn sealed_memfd(name: &CStr, data: &[u8]) -> Result<OwnedFd, ProcessError> {
     let call = || format!("memfd_create({name:?}, MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC)");
-    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    let create = |flags: libc::c_uint| {
-        // SAFETY: `name` is a valid NUL-terminated string; memfd_create
-        // reads it and returns a new descriptor or -1.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-        if fd < 0 {
-            Err(Errno::last())
-        } else {
-            // SAFETY: `fd` is a new descriptor owned by nothing else.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        }
+    use rustix::fs::MemfdFlags;
+    let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let create = |flags| {
+        rustix::fs::memfd_create(name, flags).map_err(|e| Errno::from_raw(e.raw_os_error()))
     };
-    // Kernels before 6.3 do not know MFD_EXEC (EINVAL); their memfds are
-    // executable anyway.
-    let fd = match create(base | MFD_EXEC) {
+    // Kernels before 6.3 do not know MFD_EXEC (EINVAL; it lets the memfd be
+    // executed even when `vm.memfd_noexec` makes memfds non-executable by
+    // default); their memfds are executable anyway.
+    let fd = match create(base | MemfdFlags::EXEC) {
         Err(Errno::EINVAL) => create(base),
         other => other,
     }
@@ -139,18 +129,16 @@ pub fn restrict_capabilities(keep: &[caps::Capability]) -> Result<(), ProcessErr
         if keep_bits.contains(&cap) {
             continue;
         }
-        // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes integer arguments only.
-        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-        if ret < 0 {
-            match Errno::last() {
-                // Beyond the kernel's last capability.
-                Errno::EINVAL => break,
-                errno => {
-                    return Err(ProcessError {
-                        call: format!("prctl(PR_CAPBSET_DROP, {cap})"),
-                        errno,
-                    })
-                }
+        let set = rustix::thread::CapabilitySet::from_bits_retain(1 << cap);
+        match rustix::thread::remove_capability_from_bounding_set(set) {
+            Ok(()) => {}
+            // Beyond the kernel's last capability.
+            Err(rustix::io::Errno::INVAL) => break,
+            Err(e) => {
+                return Err(ProcessError {
+                    call: format!("prctl(PR_CAPBSET_DROP, {cap})"),
+                    errno: Errno::from_raw(e.raw_os_error()),
+                })
             }
         }
     }
