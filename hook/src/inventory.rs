@@ -141,6 +141,7 @@ pub fn refresh(cfg: &HookConfig) -> Result<Inventory, InventoryError> {
     };
     let snap = Snapshot {
         format: snapshot::FORMAT,
+        checksum: None,
         fingerprint,
         inventory: inv,
     };

@@ -4,7 +4,7 @@
 //! Format ([`FORMAT`] = 1), in `<cache_dir>/inventory.json`:
 //!
 //! ```json
-//! {"format": 1,
+//! {"format": 2, "checksum": "crc32:1c291ca3",
 //!  "fingerprint": {"settings": {...}, "kernel_version": "535.104.05",
 //!                  "dev_nodes": [{"name": "nvidia0", "kind": "char", "rdev": 49920}, ...],
 //!                  "ld_cache": {"dev": 2049, "ino": 1234, "size": 81920, "mtime_ns": ...},
@@ -25,7 +25,8 @@
 //! by the reading user) and not writable by group or others (it decides
 //! which host files are mounted into containers), opened without following
 //! a symlink, parses, has this format, validates
-//! (`Inventory::validate`) and its fingerprint equals the host's now.
+//! (`Inventory::validate`), its checksum matches (a damaged byte inside a
+//! string still parses) and its fingerprint equals the host's now.
 //! Anything else is a [`SnapshotError`], which callers log at debug level
 //! before rediscovering; nothing here panics or trusts a stale answer.
 //!
@@ -46,7 +47,7 @@ use crate::config::HookConfig;
 use crate::discover;
 
 /// The snapshot format version.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// The snapshot's file name in the cache directory.
 pub const FILE_NAME: &str = "inventory.json";
 /// Largest snapshot read.
@@ -167,6 +168,11 @@ pub struct Fingerprint {
 pub struct Snapshot {
     /// [`FORMAT`].
     pub format: u32,
+    /// `crc32:<hex>` of the file written without this field: a byte
+    /// damaged anywhere (a flipped bit in a path still parses) makes the
+    /// snapshot untrusted. Set by [`write`], checked by [`read`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
     /// What it was taken against.
     pub fingerprint: Fingerprint,
     /// The inventory.
@@ -242,6 +248,12 @@ pub enum SnapshotError {
         /// The cause.
         #[source]
         source: serde_json::Error,
+    },
+    /// It parses, but its checksum does not match its content.
+    #[error("snapshot {} is damaged (its checksum does not match)", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
     },
     /// It has another format version.
     #[error("snapshot {} has format {found}, this hook reads format {FORMAT}", path.display())]
@@ -452,12 +464,6 @@ fn node_difference(was: &[DevNode], now: &[DevNode]) -> String {
 pub fn load(cfg: &HookConfig) -> Result<Inventory, SnapshotError> {
     let path = path(&cfg.paths.cache_dir);
     let snapshot = read(&path)?;
-    if snapshot.format != FORMAT {
-        return Err(SnapshotError::Format {
-            path,
-            found: snapshot.format,
-        });
-    }
     snapshot
         .inventory
         .validate()
@@ -475,7 +481,8 @@ pub fn load(cfg: &HookConfig) -> Result<Inventory, SnapshotError> {
     }
 }
 
-/// Reads and parses a snapshot file, checking who may have written it.
+/// Reads and parses a snapshot file, checking who may have written it, its
+/// format and its checksum.
 pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
     let read_err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -509,10 +516,34 @@ pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
     file.take(MAX_SNAPSHOT)
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
-    serde_json::from_slice(&bytes).map_err(|source| SnapshotError::Corrupt {
-        path: path.to_path_buf(),
-        source,
-    })
+    let mut snapshot: Snapshot =
+        serde_json::from_slice(&bytes).map_err(|source| SnapshotError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // Another hook version's file: say so rather than "damaged".
+    if snapshot.format != FORMAT {
+        return Err(SnapshotError::Format {
+            path: path.to_path_buf(),
+            found: snapshot.format,
+        });
+    }
+    let stored = snapshot.checksum.take();
+    if stored.is_none() || stored != checksum(&snapshot) {
+        return Err(SnapshotError::Checksum {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(snapshot)
+}
+
+/// `crc32:<hex>` of the snapshot serialized without its checksum (the
+/// serialization is deterministic: structs and sequences only).
+fn checksum(snapshot: &Snapshot) -> Option<String> {
+    let mut bare = snapshot.clone();
+    bare.checksum = None;
+    let bytes = serde_json::to_vec(&bare).ok()?;
+    Some(format!("crc32:{:08x}", crc32fast::hash(&bytes)))
 }
 
 /// Writes `snapshot` into `cache_dir` atomically (creating the directory,
@@ -530,7 +561,9 @@ pub fn write(cache_dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, SnapshotE
             .create(cache_dir)
             .map_err(werr(cache_dir))?;
     }
-    let json = serde_json::to_vec(snapshot).map_err(|e| SnapshotError::Write {
+    let mut sealed = snapshot.clone();
+    sealed.checksum = checksum(snapshot);
+    let json = serde_json::to_vec(&sealed).map_err(|e| SnapshotError::Write {
         path: final_path.clone(),
         source: std::io::Error::other(e),
     })?;

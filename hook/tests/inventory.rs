@@ -787,7 +787,7 @@ fn corrupt_snapshots_rediscover() {
             "other format",
             |p| {
                 let text = std::fs::read_to_string(p).unwrap().replacen(
-                    "\"format\":1",
+                    &format!("\"format\":{}", snapshot::FORMAT),
                     "\"format\":99",
                     1,
                 );
@@ -801,9 +801,29 @@ fn corrupt_snapshots_rediscover() {
                 let mut snap = snapshot::read(p).unwrap();
                 let g = snap.inventory.gpus[0].clone();
                 snap.inventory.gpus.push(g);
-                std::fs::write(p, serde_json::to_vec(&snap).unwrap()).unwrap();
+                snapshot::write(p.parent().unwrap(), &snap).unwrap();
             },
             |e| matches!(e, SnapshotError::Invalid { .. }),
+        ),
+        (
+            // Still valid JSON: a path with one letter changed.
+            "one byte changed",
+            |p| {
+                let text = std::fs::read_to_string(p).unwrap();
+                let text = text.replacen("x86_64-linux-gnu", "x86_64-linu--gnu", 1);
+                std::fs::write(p, text).unwrap();
+            },
+            |e| matches!(e, SnapshotError::Checksum { .. }),
+        ),
+        (
+            "no checksum",
+            |p| {
+                let mut snap: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+                snap.as_object_mut().unwrap().remove("checksum");
+                std::fs::write(p, serde_json::to_vec(&snap).unwrap()).unwrap();
+            },
+            |e| matches!(e, SnapshotError::Checksum { .. }),
         ),
         (
             "writable by others",
