@@ -25,6 +25,7 @@ pub mod inventory;
 pub mod ldcache;
 pub mod ldcache_write;
 pub mod ldconfig;
+pub mod ldconfig_conf;
 pub mod runtime;
 pub mod snapshot;
 pub mod state;
