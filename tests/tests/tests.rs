@@ -20,6 +20,7 @@ mod hook_parallel;
 mod hook_podman;
 mod hook_runc;
 mod layering;
+mod ldcache_bench;
 mod podman;
 mod runc;
 mod simulated_gpus;
