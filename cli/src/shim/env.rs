@@ -54,16 +54,6 @@ pub enum Remote {
     },
 }
 
-impl Remote {
-    /// The base URL of an HTTP remote.
-    pub fn base_url(&self) -> Option<String> {
-        match self {
-            Remote::Http { host, port } => Some(format!("http://{host}:{port}")),
-            Remote::Ssh { .. } => None,
-        }
-    }
-}
-
 /// How GPUs are given when a hook is registered with the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookMode {
