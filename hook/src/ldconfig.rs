@@ -180,6 +180,18 @@ pub fn refresh(
     rootfs: &Path,
     dirs: &[rules::ContainerPath],
 ) -> Result<(), LdconfigError> {
+    refresh_within(paths, pid, rootfs, dirs, TIMEOUT)
+}
+
+/// [`refresh`] with the child killed after `timeout` (what is left of the
+/// hook's deadline: [`crate::deadline`]).
+pub fn refresh_within(
+    paths: &HostPaths,
+    pid: i32,
+    rootfs: &Path,
+    dirs: &[rules::ContainerPath],
+    timeout: Duration,
+) -> Result<(), LdconfigError> {
     // The image's configuration first: a FIFO or an include loop would
     // hold ldconfig until its limits (issue 13, finding 4).
     let root = crate::apply::root::ContainerRoot::open(rootfs)?;
@@ -232,7 +244,7 @@ pub fn refresh(
         rootfs.display(),
         argv
     );
-    run_in_child("ldconfig", TIMEOUT, || {
+    run_in_child("ldconfig", timeout, || {
         in_child(user.as_ref(), &mnt_ns, &root, &exe, &argv)
     })
     .map_err(|source| LdconfigError::Run {

@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod compat;
 pub mod config;
 pub mod container;
+pub mod deadline;
 pub mod discover;
 pub mod inventory;
 pub mod ldcache;

@@ -65,7 +65,11 @@ pub fn run_in_child<E: std::fmt::Display>(
     match unsafe { fork() }.map_err(|source| ChildError::Spawn { step, source })? {
         ForkResult::Child => {
             drop(read_end);
-            let code = match f() {
+            // A panic must not unwind into the parent's stack frames (this
+            // copy of them, which would go on running the hook): abort.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| std::process::abort());
+            let code = match result {
                 Ok(()) => 0,
                 Err(err) => {
                     let mut w = std::fs::File::from(write_end);
@@ -145,6 +149,29 @@ fn wait_child(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_child_aborts_instead_of_unwinding_into_the_parent() {
+        let marker = tempfile::NamedTempFile::new().unwrap();
+        let path = marker.path().to_owned();
+        let outcome = std::panic::catch_unwind(|| {
+            run_in_child("panicking step", Duration::from_secs(5), || {
+                if true {
+                    panic!("boom");
+                }
+                Ok::<(), String>(())
+            })
+        });
+        // Only the parent gets here: an unwinding child would have run this
+        // too (and written the marker) before `_exit`.
+        let result = outcome.unwrap_or_else(|_| {
+            std::fs::write(&path, "unwound").unwrap();
+            unreachable!("the panic reached the caller's frames");
+        });
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("SIGABRT") || err.contains("signal"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
 
     #[test]
     fn ok_error_and_timeout() {
