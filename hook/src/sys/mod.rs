@@ -24,6 +24,7 @@ pub mod bpf;
 pub mod caps;
 pub mod child;
 pub mod fs;
+pub mod lock;
 pub mod mount;
 pub mod ns;
 pub mod process;
