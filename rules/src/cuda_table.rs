@@ -280,7 +280,7 @@ mod tests {
         Version::parse(s).unwrap()
     }
 
-    /// Every row of specs.md §1.1, as (cuda, release, driver).
+    /// Every row of docs/cuda.md §1.1, as (cuda, release, driver).
     const ROWS: &[(&str, &str, &str)] = &[
         ("13.3", "Update 1", "610.43.02"),
         ("13.3", "GA", "610.43.02"),
