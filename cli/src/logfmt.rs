@@ -1,4 +1,4 @@
-//! v1's log and error lines (nvidia-docker-v1.md §1, §2): Go's `log`
+//! v1's log and error lines (docs/v1.md §1, §2): Go's `log`
 //! package with the prefix `<argv0> | ` and the standard date and time in
 //! local time, `2017/03/02 15:31:46`.
 

@@ -1,5 +1,5 @@
 //! Golden tests: every REST body, byte for byte, against files written by
-//! hand from nvidia-docker-v1.md (not from this program's output) for the
+//! hand from docs/v1.md (not from this program's output) for the
 //! host in `golden/host.json`: GPUs 0 and 1 with P2P on one board (Tesla K80,
 //! compute 3.7), GPU 2 without P2P (A100, compute 8.0, ECC off, two
 //! processes, one name with `<>&`), GPU 3 (H100, compute 9.0, minor 7) with

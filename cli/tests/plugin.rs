@@ -1,4 +1,4 @@
-//! The daemon's volume plugin (nvidia-docker-v1.md §3), start-up and
+//! The daemon's volume plugin (docs/v1.md §3), start-up and
 //! shutdown (§2), `cli-options` agreeing with the API, and a driver upgrade
 //! picked up without a restart.
 

@@ -182,7 +182,18 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// Applies `plan` to the container `target` from a forked child with a
 /// deadline of [`APPLY_TIMEOUT`]. The caller must be single-threaded.
 pub fn apply(paths: &HostPaths, target: &Target, plan: &Plan) -> Result<(), ApplyError> {
-    run_in_child("applying the GPU plan", APPLY_TIMEOUT, || {
+    apply_within(paths, target, plan, APPLY_TIMEOUT)
+}
+
+/// [`apply`] with the child killed after `timeout` (what is left of the
+/// hook's deadline: [`crate::deadline`]).
+pub fn apply_within(
+    paths: &HostPaths,
+    target: &Target,
+    plan: &Plan,
+    timeout: std::time::Duration,
+) -> Result<(), ApplyError> {
+    run_in_child("applying the GPU plan", timeout, || {
         enter_and_apply(paths, target, plan).map_err(|e| error_chain(&e))
     })
     .map_err(ApplyError::Child)

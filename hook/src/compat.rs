@@ -1,5 +1,5 @@
 //! CUDA forward compatibility: finding the image's compat `libcuda` and
-//! reading its `.note.cuda.fwd_compatibility` (specs.md §1.5). What to do
+//! reading its `.note.cuda.fwd_compatibility` (docs/cuda.md §1.5). What to do
 //! with it is `rules::compat`'s decision; this module only looks.
 //!
 //! An image may carry `/usr/local/cuda/compat/libcuda.so.<driver>` (the
@@ -9,7 +9,7 @@
 //! its ELF note, owned by `NVIDIA Corporation`, holds JSON such as
 //! `{"format":1,"CUDA version":"12.9","driver":[535,550,560,565,570,575]}`.
 //!
-//! The image is hostile (container-toolkit.md §6, CVE-2024-0132 and
+//! The image is hostile (docs/toolkit.md §6, CVE-2024-0132 and
 //! CVE-2025-23359), so:
 //!
 //! - the directory is opened only through the held container root

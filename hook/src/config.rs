@@ -8,7 +8,7 @@
 //! else by `$NVIDIA_DOCKER_CONFIG`, else `/etc/nvidia-docker/config.toml` if
 //! it exists. Every key is documented in `hook/config.example.toml`; key
 //! names follow nvidia-container-toolkit's `config.toml` where a key exists
-//! there (container-toolkit.md §5), so an administrator's knowledge carries
+//! there (docs/toolkit.md §5), so an administrator's knowledge carries
 //! over. Unknown keys are errors, so a typo is never silently ignored.
 //!
 //! Library code never reads the process environment implicitly: the

@@ -5,8 +5,8 @@
 //!   [`probe`] runs it in a child process under a timeout.
 //! - [`driver_files`] — the driver's libraries (from the driver root's
 //!   `ld.so.cache`), binaries (from the driver root's `PATH`), GSP firmware
-//!   and IPC endpoints, following container-toolkit.md §2 "Driver discovery"
-//!   and nvidia-docker-v1.md §3; the names come from `rules::files` so the
+//!   and IPC endpoints, following docs/toolkit.md §2 "Driver discovery"
+//!   and docs/v1.md §3; the names come from `rules::files` so the
 //!   planner and discovery cannot disagree.
 //! - [`device_majors`], [`control_nodes`] — `/proc/devices` and `/dev`.
 //! - [`kernel_driver_version`] — `/proc/driver/nvidia/version`.
@@ -284,7 +284,7 @@ struct Candidate {
 }
 
 /// GLVND front ends that Mesa and other vendors also ship: kept only when
-/// they dispatch to NVIDIA (v1's blacklist; nvidia-docker-v1.md §3).
+/// they dispatch to NVIDIA (v1's blacklist; docs/v1.md §3).
 const GLVND_CHECKED: &[&str] = &["libGL", "libEGL", "libGLESv1_CM", "libGLESv2"];
 /// What such a front end must need (a `DT_NEEDED` prefix) to be NVIDIA's or
 /// GLVND's rather than Mesa's.

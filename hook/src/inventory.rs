@@ -130,8 +130,36 @@ pub fn load_or_discover(cfg: &HookConfig) -> Result<Inventory, InventoryError> {
         }
         Err(why) => log::debug!("{}; rediscovering", chain(&why)),
     }
+    // Concurrent cold starts rediscover once: the first takes the lock on
+    // the cache directory and discovers; the others wait for it, then use
+    // the snapshot it wrote. Without a usable cache directory (missing,
+    // read-only), each discovers on its own.
+    if !cfg.paths.cache_dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&cfg.paths.cache_dir);
+    }
+    let lock_path = cfg.paths.cache_dir.join(LOCK_FILE);
+    let _held = match crate::sys::lock::exclusive(&lock_path, cfg.nvml_timeout) {
+        Ok(held) => {
+            if let Ok(inv) = snapshot::load(cfg) {
+                log::debug!("inventory from the snapshot another start just wrote");
+                return Ok(inv);
+            }
+            Some(held)
+        }
+        Err(e) => {
+            log::debug!("{}; discovering without the lock", chain(&e));
+            None
+        }
+    };
     refresh(cfg)
 }
+
+/// The lock file in the cache directory held while discovering.
+pub const LOCK_FILE: &str = ".discovery.lock";
 
 /// Discovers the inventory and writes the snapshot.
 pub fn refresh(cfg: &HookConfig) -> Result<Inventory, InventoryError> {

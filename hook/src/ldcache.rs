@@ -1,7 +1,7 @@
 //! glibc's linker cache, `ld.so.cache`, read from bytes.
 //!
-//! Both layouts glibc has written are accepted (container-toolkit.md §2
-//! "Driver discovery", nvidia-docker-v1.md §3):
+//! Both layouts glibc has written are accepted (docs/toolkit.md §2
+//! "Driver discovery", docs/v1.md §3):
 //!
 //! - the new format alone (glibc ≥ 2.32's default): `"glibc-ld.so.cache"`
 //!   `"1.1"`, `u32 nlibs`, `u32 len_strings`, `u8 flags` (endianness),

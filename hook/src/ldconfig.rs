@@ -137,6 +137,12 @@ pub enum LdconfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The container root could not be opened.
+    #[error(transparent)]
+    Root(#[from] crate::apply::root::RootError),
+    /// The image's `ld.so.conf` would hold or break `ldconfig`.
+    #[error(transparent)]
+    Conf(#[from] crate::ldconfig_conf::ConfError),
     /// The container's user namespace could not be opened.
     #[error("cannot open the user namespace of process {pid}")]
     UserNamespace {
@@ -174,6 +180,23 @@ pub fn refresh(
     rootfs: &Path,
     dirs: &[rules::ContainerPath],
 ) -> Result<(), LdconfigError> {
+    refresh_within(paths, pid, rootfs, dirs, TIMEOUT)
+}
+
+/// [`refresh`] with the child killed after `timeout` (what is left of the
+/// hook's deadline: [`crate::deadline`]).
+pub fn refresh_within(
+    paths: &HostPaths,
+    pid: i32,
+    rootfs: &Path,
+    dirs: &[rules::ContainerPath],
+    timeout: Duration,
+) -> Result<(), LdconfigError> {
+    // The image's configuration first: a FIFO or an include loop would
+    // hold ldconfig until its limits (issue 13, finding 4).
+    let root = crate::apply::root::ContainerRoot::open(rootfs)?;
+    crate::ldconfig_conf::check(&root)?;
+    drop(root);
     let (file, binary) = read_binary(&paths.ldconfig)?;
     if let Some(why) = not_static(&binary) {
         return Err(LdconfigError::NotStatic {
@@ -221,7 +244,7 @@ pub fn refresh(
         rootfs.display(),
         argv
     );
-    run_in_child("ldconfig", TIMEOUT, || {
+    run_in_child("ldconfig", timeout, || {
         in_child(user.as_ref(), &mnt_ns, &root, &exe, &argv)
     })
     .map_err(|source| LdconfigError::Run {

@@ -645,6 +645,23 @@ fn init_delay_beyond_the_timeout_is_the_timeout_error() {
     inventory::discover(&cfg).unwrap();
 }
 
+/// Concurrent cold starts rediscover once: the first holds the cache
+/// directory's lock while it discovers, the others wait and use the
+/// snapshot it wrote (issue 13).
+#[test]
+fn concurrent_cold_starts_discover_once() {
+    let sim = Sim::gpus(4);
+    let cfg = sim.config();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| inventory::load_or_discover(&cfg).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(sim.inits(), 1, "eight cold starts, one discovery");
+}
+
 #[test]
 fn warm_snapshot_never_loads_nvml() {
     let sim = Sim::gpus(4);

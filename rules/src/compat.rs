@@ -1,4 +1,4 @@
-//! CUDA forward compatibility (`cuda-compat`, specs.md §1.5).
+//! CUDA forward compatibility (`cuda-compat`, docs/cuda.md §1.5).
 //!
 //! An image may carry `/usr/local/cuda/compat/libcuda.so.<driver>` from a
 //! newer driver branch, which lets a newer CUDA run on an older host driver

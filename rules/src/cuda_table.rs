@@ -36,8 +36,6 @@ pub struct CompatFamily {
     pub cuda_major: u64,
     /// Drivers from this one on run any `major.y` application (limited features).
     pub min_driver: Version,
-    /// The first driver outside the scheme, if any.
-    pub max_driver: Option<Version>,
 }
 
 /// What is wrong with a table line.
@@ -137,18 +135,21 @@ fn parse_line(content: &str) -> Result<Record, TableProblem> {
                 });
             }
             let min_driver = version_field("min-driver", words.next())?;
-            let max_driver = match words.next() {
+            // The first driver outside the scheme: checked, not used (no
+            // rule depends on it).
+            match words.next() {
                 None => return Err(TableProblem::MissingField("max-driver")),
-                Some("-") => None,
-                Some(v) => Some(version_field("max-driver", Some(v))?),
-            };
+                Some("-") => {}
+                Some(v) => {
+                    version_field("max-driver", Some(v))?;
+                }
+            }
             if let Some(extra) = words.next() {
                 return Err(TableProblem::TrailingText(extra.to_owned()));
             }
             Ok(Record::Compat(CompatFamily {
                 cuda_major: major.major(),
                 min_driver,
-                max_driver,
             }))
         }
         other => Err(TableProblem::UnknownKind(other.to_owned())),
@@ -229,11 +230,6 @@ impl CudaTable {
         &self.rows
     }
 
-    /// Every compat record, in file order.
-    pub fn compat_families(&self) -> &[CompatFamily] {
-        &self.compat
-    }
-
     /// The minimum driver for the full CUDA `major.minor` toolkit (the patch
     /// part of `cuda` is ignored): the lowest driver among released records
     /// for that `major.minor`. `None` when the table has no such release.
@@ -284,7 +280,7 @@ mod tests {
         Version::parse(s).unwrap()
     }
 
-    /// Every row of specs.md §1.1, as (cuda, release, driver).
+    /// Every row of docs/cuda.md §1.1, as (cuda, release, driver).
     const ROWS: &[(&str, &str, &str)] = &[
         ("13.3", "Update 1", "610.43.02"),
         ("13.3", "GA", "610.43.02"),
@@ -426,25 +422,9 @@ mod tests {
             "450.80.02"
         );
         assert_eq!(t.min_driver_minor_compat(&v("10.2")), None);
-        assert_eq!(
-            t.compat_family(&v("12.4"))
-                .unwrap()
-                .max_driver
-                .as_ref()
-                .unwrap()
-                .as_str(),
-            "580"
-        );
-        assert_eq!(
-            t.compat_family(&v("11.0"))
-                .unwrap()
-                .max_driver
-                .as_ref()
-                .unwrap()
-                .as_str(),
-            "525"
-        );
-        assert_eq!(t.compat_family(&v("13.0")).unwrap().max_driver, None);
+        assert_eq!(t.compat_family(&v("12.4")).unwrap().cuda_major, 12);
+        assert_eq!(t.compat_family(&v("11.0")).unwrap().cuda_major, 11);
+        assert_eq!(t.compat_family(&v("13.0")).unwrap().cuda_major, 13);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Which driver files belong to which capability, and where they go.
 //!
-//! The lists follow libnvidia-container's `nvc_info.c` (container-toolkit.md
+//! The lists follow libnvidia-container's `nvc_info.c` (docs/toolkit.md
 //! §2 "Files per capability") and, for the v1 driver volume, nvidia-docker
-//! 1.0's `volumes.go` (nvidia-docker-v1.md §3). The hook's discovery uses them
+//! 1.0's `volumes.go` (docs/v1.md §3). The hook's discovery uses them
 //! to know what to look for; the planner uses them to pick what to mount, so
 //! the two cannot disagree.
 

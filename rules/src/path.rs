@@ -220,14 +220,6 @@ abs_path_type! {
     HostPath
 }
 
-impl ContainerPath {
-    /// The same path, seen on the host (devices, firmware and IPC sockets keep
-    /// their path).
-    pub fn to_host(&self) -> HostPath {
-        HostPath(self.0.clone())
-    }
-}
-
 impl HostPath {
     /// The same path, seen in the container.
     pub fn to_container(&self) -> ContainerPath {

@@ -1,8 +1,8 @@
 //! The request: what a container asks for, parsed once from its environment,
 //! annotations (image labels recorded by the runtime), or v1's inputs.
 //!
-//! Semantics follow the toolkit hook (container-toolkit.md §1) and v1
-//! (nvidia-docker-v1.md §1, §2, §4). Where they were silent:
+//! Semantics follow the toolkit hook (docs/toolkit.md §1) and v1
+//! (docs/v1.md §1, §2, §4). Where they were silent:
 //! - Duplicate `K=V` entries in `process.env`: the last wins (the toolkit
 //!   builds a map from the list in order).
 //! - `all`, `none`, `void` are matched ignoring ASCII case; `void` anywhere

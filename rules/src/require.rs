@@ -1,6 +1,6 @@
 //! The `NVIDIA_REQUIRE_*` language and the v1 label `com.nvidia.cuda.version`.
 //!
-//! Grammar (libnvidia-container `src/cli/dsl.c`, container-toolkit.md §1):
+//! Grammar (libnvidia-container `src/cli/dsl.c`, docs/toolkit.md §1):
 //! within one variable, blank-separated terms are ORed and the comma-separated
 //! factors of a term are ANDed; separate variables are ANDed. A factor is
 //! `property op value`, `op` one of `= != < <= > >=`, the property (ASCII case

@@ -1,4 +1,4 @@
-//! nvidia-docker 1.0's driver volume (nvidia-docker-v1.md §3).
+//! nvidia-docker 1.0's driver volume (docs/v1.md §3).
 //!
 //! One volume, `nvidia_driver`, mounted read-only at `/usr/local/nvidia`,
 //! named `nvidia_driver_<driver version>` in Docker, laid out as

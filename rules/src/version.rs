@@ -4,11 +4,11 @@
 //! zero-padded third part (`535.104.05`), CUDA versions are `12.2` or `13.0`.
 //! They compare numerically part by part, and missing or trailing zero parts
 //! are equal (`12.0 == 12`), as libnvidia-container's `dsl_compare_version`
-//! does (specs.md §1.4). [`Version`] parses them tolerantly and orders them
+//! does (docs/cuda.md §1.4). [`Version`] parses them tolerantly and orders them
 //! through `semver::Version::new(major, minor, patch)`; it keeps the text as
 //! written so that messages show `535.104.05`, not `535.104.5`.
 //!
-//! Floats are never used (specs.md §1.2: `535.104f` loses the third part).
+//! Floats are never used (docs/cuda.md §1.2: `535.104f` loses the third part).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -101,7 +101,7 @@ impl Version {
 
     /// The CUDA version that `cuDriverGetVersion` and
     /// `nvmlSystemGetCudaDriverVersion_v2` report: `major*1000 + minor*10`, so
-    /// `12040` is `12.4`. The minor is `(v % 1000) / 10` (specs.md §1.3; the
+    /// `12040` is `12.4`. The minor is `(v % 1000) / 10` (docs/cuda.md §1.3; the
     /// toolkit's `v % 100 / 10` turns 12100 into 12.0).
     pub fn from_cuda_driver_int(v: u32) -> Version {
         Version::major_minor(u64::from(v / 1000), u64::from((v % 1000) / 10))

@@ -216,3 +216,57 @@ fn user_namespace_in_process() {
 fn user_namespace_sealed_ldconfig() {
     user_namespace("ldconfig");
 }
+
+/// Issue 13, finding 4: with the sealed `ldconfig`, an image whose
+/// `ld.so.conf` includes a FIFO, or includes itself, fails the start at
+/// once with one line naming the file (it used to hold the start for the
+/// 30 s limit, or end in thousands of repeated warnings).
+fn hostile_conf(edit: impl Fn(&Path), file: &str, what: &str) {
+    require!(Prereq::Runc, Prereq::CgroupV1);
+    let host = SimHost::synthetic(1).unwrap();
+    host.write_config("[nvidia-container-cli]\nlinker-cache = \"ldconfig\"\n")
+        .unwrap();
+    let bundle = Bundle::builder(Variant::Debian)
+        .sh("echo started")
+        .env("NVIDIA_VISIBLE_DEVICES", "all")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    edit(&bundle.rootfs());
+    let started = std::time::Instant::now();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    let took = started.elapsed();
+    assert!(!out.success(), "{out}");
+    assert!(took.as_secs() < 10, "took {took:?}\n{out}");
+    let line = format!("nvidia-docker-hook: {file} in the container {what}");
+    assert!(out.stderr.contains(&line), "{line:?} not in\n{out}");
+    assert!(out.stderr.len() < 2000, "{out}");
+}
+
+#[test]
+fn sealed_ldconfig_fifo_conf_fails_fast() {
+    hostile_conf(
+        |r| {
+            let fifo = r.join("etc/ld.so.conf.d/zz-fifo.conf");
+            let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+            assert!(st.success());
+        },
+        "/etc/ld.so.conf.d/zz-fifo.conf",
+        "is a FIFO, not a regular file",
+    );
+}
+
+#[test]
+fn sealed_ldconfig_include_loop_fails_fast() {
+    hostile_conf(
+        |r| {
+            fs::write(
+                r.join("etc/ld.so.conf.d/loop.conf"),
+                "include /etc/ld.so.conf\n",
+            )
+            .unwrap()
+        },
+        "/etc/ld.so.conf",
+        "includes itself (through /etc/ld.so.conf.d/loop.conf)",
+    );
+}

@@ -317,7 +317,7 @@ fn user_namespace_binds_host_nodes_v1() {
     assert!(out.stdout.contains("owner 0:0"), "{out}");
 }
 
-/// CUDA forward compatibility (specs.md §1.5): on the 535.104.05 host
+/// CUDA forward compatibility (docs/cuda.md §1.5): on the 535.104.05 host
 /// (CUDA 12.2), a `cuda>=12.9` image is refused, unless it carries the
 /// compat `libcuda.so.575.57.08` whose `.note.cuda.fwd_compatibility` says
 /// CUDA 12.9 for driver branches 535..575. Then it starts, and the linker

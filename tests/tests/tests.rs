@@ -28,6 +28,7 @@ mod hook_podman;
 mod hook_runc;
 mod k8s_runc;
 mod layering;
+mod ldcache_bench;
 mod no_gpu_warning;
 mod podman;
 mod real_driver;

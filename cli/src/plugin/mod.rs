@@ -1,4 +1,4 @@
-//! `nvidia-docker-plugin` (nvidia-docker-v1.md §2, §3): the REST info API
+//! `nvidia-docker-plugin` (docs/v1.md §2, §3): the REST info API
 //! and the Docker volume plugin serving `nvidia_driver_<version>`.
 //!
 //! - [`state`]: the shared state (`Arc<State>`): configuration, the current

@@ -1,4 +1,4 @@
-//! The REST API (nvidia-docker-v1.md §2): GET only, each route with and
+//! The REST API (docs/v1.md §2): GET only, each route with and
 //! without `/v1.0`; Go `ServeMux` exact paths, so anything else is
 //! `404 page not found`; a failure is a 500 with v1's body, its cause
 //! logged once here.

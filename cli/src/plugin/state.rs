@@ -4,7 +4,7 @@
 //! are rendered once per inventory; status is live. The inventory is
 //! re-read periodically and on a volume request for another driver version,
 //! so a driver upgrade is picked up without a restart (v1 needed one,
-//! nvidia-docker-v1.md §7).
+//! docs/v1.md §7).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};

@@ -1,4 +1,4 @@
-//! The Docker volume plugin protocol (nvidia-docker-v1.md §3, specs.md §6):
+//! The Docker volume plugin protocol (docs/v1.md §3, docs/v1.md §3):
 //! POST only (else 404), `Accept` must be a `application/vnd.docker.plugins.v1*`
 //! JSON type (moby sends `…v1.2+json`; v1 also accepted `…v1.1+json`) else
 //! 406; replies are `application/vnd.docker.plugins.v1+json`. Logical

@@ -1,4 +1,4 @@
-//! The driver volumes on disk (nvidia-docker-v1.md §3):
+//! The driver volumes on disk (docs/v1.md §3):
 //! `<d>/nvidia_driver/<version>/{bin,lib,lib64}`.
 //!
 //! The content is `rules::v1::v1_layout` of the inventory, with v1's
@@ -337,7 +337,7 @@ const fn libc_exdev() -> i32 {
     18
 }
 
-/// v1's blacklist (nvidia-docker-v1.md §3) on the layout's files.
+/// v1's blacklist (docs/v1.md §3) on the layout's files.
 fn filter_blacklisted(mut layout: V1Layout) -> V1Layout {
     layout.files.retain(|f| !blacklisted(f));
     let files = &layout.files;

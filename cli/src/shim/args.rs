@@ -1,5 +1,5 @@
 //! Finding the command and the image in docker's argv without v1's
-//! per-version table (nvidia-docker-v1.md §1, §7).
+//! per-version table (docs/v1.md §1, §7).
 //!
 //! The scanner knows docker's current global and `run`/`create` flags
 //! (boolean vs valued, long and short, clusters such as `-it` or `-itv x`,

@@ -188,22 +188,6 @@ impl Client {
                 path: path.to_owned(),
             })?
     }
-
-    /// `GET path` as JSON, `None` on 404.
-    pub fn get_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        path: &str,
-    ) -> Result<Option<(StatusCode, T)>, EngineError> {
-        let (status, body) = self.get(path)?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let v = serde_json::from_slice(&body).map_err(|source| EngineError::Decode {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Some((status, v)))
-    }
 }
 
 /// Percent-encodes a name for a path segment of the Engine API (image

@@ -1,4 +1,4 @@
-//! The shim's environment (nvidia-docker-v1.md §1): `NV_DOCKER`, `NV_GPU`,
+//! The shim's environment (docs/v1.md §1): `NV_DOCKER`, `NV_GPU`,
 //! `NV_HOST`/`DOCKER_HOST`, and the setting that hands GPUs to a registered
 //! hook instead (`NV_DOCKER_HOOK`). Parsed before anything else, as v1 did.
 
@@ -52,16 +52,6 @@ pub enum Remote {
         /// The plugin's port on the remote host.
         http_port: u16,
     },
-}
-
-impl Remote {
-    /// The base URL of an HTTP remote.
-    pub fn base_url(&self) -> Option<String> {
-        match self {
-            Remote::Http { host, port } => Some(format!("http://{host}:{port}")),
-            Remote::Ssh { .. } => None,
-        }
-    }
 }
 
 /// How GPUs are given when a hook is registered with the daemon.
@@ -222,7 +212,7 @@ mod tests {
 
     #[test]
     fn v1_verified_examples() {
-        // nvidia-docker-v1.md §1 "Verified".
+        // docs/v1.md §1 "Verified".
         assert_eq!(
             parse_host("tcp://10.0.0.1:2376", true),
             Ok(http("10.0.0.1", 3476))

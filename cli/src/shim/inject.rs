@@ -1,4 +1,4 @@
-//! What the shim adds before the image name (nvidia-docker-v1.md §1):
+//! What the shim adds before the image name (docs/v1.md §1):
 //! - local mode: `--device` for the control and selected GPU nodes, then
 //!   `--volume-driver=nvidia-docker --volume=nvidia_driver_<ver>:/usr/local/nvidia:ro`,
 //!   or only the `--volume` when the volume already exists;

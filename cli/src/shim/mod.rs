@@ -1,4 +1,4 @@
-//! The `nvidia-docker` shim (nvidia-docker-v1.md §1): intercepts `run` and
+//! The `nvidia-docker` shim (docs/v1.md §1): intercepts `run` and
 //! `create` (also `docker container run|create`), adds the GPU options right
 //! before the image name, and `exec`s docker; any other command is passed
 //! to docker unchanged (`version` first prints `NVIDIA Docker: <version>`).

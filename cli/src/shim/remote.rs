@@ -1,4 +1,4 @@
-//! Remote mode (nvidia-docker-v1.md §1): the plugin's REST API on another
+//! Remote mode (docs/v1.md §1): the plugin's REST API on another
 //! host. `GET /gpu/info/json` for the CUDA check, then
 //! `GET /docker/cli?vol=..&dev=..` whose body is split on spaces and
 //! inserted verbatim. Unlike v1, the HTTP status is checked: a 400 body is

@@ -2,7 +2,7 @@
 //! (`cudaGetDeviceProperties`) and that NVML does not give: the architecture
 //! family, CUDA cores per SM, shared memory per SM, constant memory.
 //!
-//! v1 (nvidia-docker-v1.md §5) knew families up to Pascal and printed `N/A`
+//! v1 (docs/v1.md §5) knew families up to Pascal and printed `N/A`
 //! from Volta on; this table covers every generation up to Blackwell.
 //! Sources: the CUDA C Programming Guide, "Compute Capabilities" tables
 //! ("Maximum amount of shared memory per SM", "Number of CUDA cores per SM"
@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn v1_values_kept() {
-        // v1's table (nvidia-docker-v1.md §5): 1.x→8, 2.0→32, 2.1→48, 3.x→192,
+        // v1's table (docs/v1.md §5): 1.x→8, 2.0→32, 2.1→48, 3.x→192,
         // 5.x→128, 6.0→64, 6.1/6.2→128.
         for (cc, cores) in [
             ((1, 3), 8),

@@ -1,5 +1,5 @@
 //! `GET /docker/cli[/json]` and `nvidia-docker cli-options`
-//! (nvidia-docker-v1.md §2): the v1 docker options, computed by
+//! (docs/v1.md §2): the v1 docker options, computed by
 //! `rules::plan` with `Delivery::V1Volume` so every front end agrees.
 //!
 //! Text (no trailing newline):

@@ -1,4 +1,4 @@
-//! The data of `/gpu/info` (nvidia-docker-v1.md §2, §5): v1's `nvidia.Device`
+//! The data of `/gpu/info` (docs/v1.md §2, §5): v1's `nvidia.Device`
 //! with Go's field names and order, built from the inventory and per-GPU
 //! NVML facts ([`GpuFacts`], gathered by [`super::nvml`]).
 //!
@@ -167,7 +167,7 @@ pub enum TopologyLevel {
 }
 
 impl TopologyLevel {
-    /// v1's integer (nvidia-docker-v1.md §5 table).
+    /// v1's integer (docs/v1.md §5 table).
     pub fn v1_link(self) -> u8 {
         match self {
             TopologyLevel::Unknown => 0,
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn v1_bandwidth_arithmetic() {
-        // K80: PCIe 3 x16, 2505 MHz, 384 bits (nvidia-docker-v1.md §2 example).
+        // K80: PCIe 3 x16, 2505 MHz, 384 bits (docs/v1.md §2 example).
         assert_eq!(pcie_lane_mbps(3).unwrap() * 16, 15760);
         assert_eq!(2 * 2505 * (384 / 8), 240480);
     }

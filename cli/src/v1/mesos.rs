@@ -1,4 +1,4 @@
-//! `GET /mesos/cli` (nvidia-docker-v1.md §6):
+//! `GET /mesos/cli` (docs/v1.md §6):
 //! `--attributes=gpus:<A> --resources=gpus:{<uuid>,...}` with no trailing
 //! newline, `<A>` the exact `/gpu/info/json` body (trailing `\n` included),
 //! zlib-compressed at the default level and URL-safe base64 without padding.

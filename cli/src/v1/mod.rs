@@ -1,4 +1,4 @@
-//! nvidia-docker 1.0's data and formats (nvidia-docker-v1.md §2, §5, §6):
+//! nvidia-docker 1.0's data and formats (docs/v1.md §2, §5, §6):
 //! the `/gpu/info` and `/gpu/status` models, their text and JSON renderings,
 //! `/docker/cli` and `/mesos/cli`.
 //!

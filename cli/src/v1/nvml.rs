@@ -4,7 +4,7 @@
 //! never load NVML.
 //!
 //! NOT_SUPPORTED maps to `None`/`null`; any other NVML error fails the query
-//! (v1's rule, nvidia-docker-v1.md §5).
+//! (v1's rule, docs/v1.md §5).
 
 use std::path::{Path, PathBuf};
 

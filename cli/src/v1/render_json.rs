@@ -1,4 +1,4 @@
-//! Go `encoding/json` output (nvidia-docker-v1.md §2): compact, keys in
+//! Go `encoding/json` output (docs/v1.md §2): compact, keys in
 //! struct order (the serde field order), `null` for nil, `<`, `>`, `&`,
 //! U+2028 and U+2029 escaped as `\u003c`..., `\b`/`\f` as `\u0008`/`\u000c`,
 //! and one trailing newline (`json.Encoder.Encode`).

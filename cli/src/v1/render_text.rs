@@ -1,4 +1,4 @@
-//! v1's text endpoints (nvidia-docker-v1.md §2): the lines of v1's
+//! v1's text endpoints (docs/v1.md §2): the lines of v1's
 //! templates written through a Go `text/tabwriter` port with minwidth 0,
 //! tabwidth 4, padding 0, pad `' '`.
 //!

@@ -1,4 +1,4 @@
-//! The data of `/gpu/status` (nvidia-docker-v1.md §2, §5): v1's
+//! The data of `/gpu/status` (docs/v1.md §2, §5): v1's
 //! `nvml.DeviceStatus` with Go's field names and order. Queried live from
 //! NVML on each request ([`super::nvml::status`]).
 

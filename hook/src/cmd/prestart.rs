@@ -24,6 +24,7 @@ use clap::Args;
 use hook::apply::{self, caps, root::ContainerRoot, Target};
 use hook::config::{HookConfig, LinkerCache};
 use hook::container::{self, Bundle};
+use hook::deadline::Deadline;
 use hook::state::State;
 use hook::{cgroup, inventory, ldconfig};
 use rules::RootfsFlavor;
@@ -42,8 +43,9 @@ pub struct PrestartArgs {
 /// Runs the subcommand: see the module docs.
 pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     let mut clock = Clock::start();
+    let deadline = Deadline::from(clock.start);
     let state = State::read(std::io::stdin().lock())?;
-    let cfg = HookConfig::load(config)?;
+    let mut cfg = HookConfig::load(config)?;
     let level = if args.debug {
         log::LevelFilter::Debug
     } else {
@@ -80,6 +82,7 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     drop(root);
     log::debug!("request: {request:?}");
     clock.lap("read");
+    cfg.nvml_timeout = deadline.limit("the driver inventory", cfg.nvml_timeout)?;
     let inv = inventory::load_or_discover(&cfg)?;
     if let Some(w) = hook::diagnose::no_gpu_warning(&cfg.paths, &inv) {
         log::warn!("{w}");
@@ -105,10 +108,12 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
         pid,
         rootfs: bundle.rootfs.clone(),
     };
-    apply::apply(&cfg.paths, &target, &plan)?;
+    let limit = deadline.limit("applying the GPU plan", apply::APPLY_TIMEOUT)?;
+    apply::apply_within(&cfg.paths, &target, &plan, limit)?;
     clock.lap("apply");
     if !in_process && !plan.ldconfig_dirs.is_empty() {
-        ldconfig::refresh(&cfg.paths, pid, &bundle.rootfs, &plan.ldconfig_dirs)?;
+        let limit = deadline.limit("the linker cache", ldconfig::TIMEOUT)?;
+        ldconfig::refresh_within(&cfg.paths, pid, &bundle.rootfs, &plan.ldconfig_dirs, limit)?;
     }
     clock.lap("ldconfig");
     clock.total();

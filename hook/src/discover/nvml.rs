@@ -312,7 +312,7 @@ pub fn query(lib: &Path) -> Result<NvmlFacts, NvmlError> {
     )?;
     let cuda_driver_version = match nvml.sys_cuda_driver_version() {
         Ok(v) => Some(v),
-        // No libcuda: `_v2` says LIBRARY_NOT_FOUND (specs.md §1.3).
+        // No libcuda: `_v2` says LIBRARY_NOT_FOUND (docs/cuda.md §1.3).
         Err(WrapperError::LibraryNotFound) => None,
         Err(e) => ctx.may("nvmlSystemGetCudaDriverVersion_v2", None, Err(e))?,
     };

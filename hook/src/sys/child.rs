@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe, ForkResult, Pid};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
 /// A child step that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +59,20 @@ pub fn run_in_child<E: std::fmt::Display>(
     timeout: Duration,
     f: impl FnOnce() -> Result<(), E>,
 ) -> Result<(), ChildError> {
-    let (read_end, write_end) = pipe().map_err(|source| ChildError::Spawn { step, source })?;
+    // Close-on-exec from creation: an exec in the child (ldconfig) must not
+    // inherit the report pipe.
+    let (read_end, write_end) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| ChildError::Spawn { step, source })?;
     // SAFETY: the hook is single-threaded when it forks (documented contract
     // of this function); the child only runs `f` and then `_exit`s.
     match unsafe { fork() }.map_err(|source| ChildError::Spawn { step, source })? {
         ForkResult::Child => {
             drop(read_end);
-            let code = match f() {
+            // A panic must not unwind into the parent's stack frames (this
+            // copy of them, which would go on running the hook): abort.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| std::process::abort());
+            let code = match result {
                 Ok(()) => 0,
                 Err(err) => {
                     let mut w = std::fs::File::from(write_end);
@@ -145,6 +152,79 @@ fn wait_child(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_child_aborts_instead_of_unwinding_into_the_parent() {
+        let marker = tempfile::NamedTempFile::new().unwrap();
+        let path = marker.path().to_owned();
+        let outcome = std::panic::catch_unwind(|| {
+            run_in_child("panicking step", Duration::from_secs(5), || {
+                if true {
+                    panic!("boom");
+                }
+                Ok::<(), String>(())
+            })
+        });
+        // Only the parent gets here: an unwinding child would have run this
+        // too (and written the marker) before `_exit`.
+        let result = outcome.unwrap_or_else(|_| {
+            std::fs::write(&path, "unwound").unwrap();
+            unreachable!("the panic reached the caller's frames");
+        });
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("SIGABRT") || err.contains("signal"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn every_descriptor_the_child_holds_is_close_on_exec() {
+        // Descriptors the test process inherited (a jobserver, the shell's)
+        // are not ours to judge.
+        let fds = || -> Vec<i32> {
+            std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let inherited = fds();
+        run_in_child("descriptor check", Duration::from_secs(5), || {
+            let mut leaks = Vec::new();
+            for e in std::fs::read_dir("/proc/self/fd").map_err(|e| e.to_string())? {
+                let Ok(n) = e
+                    .map_err(|e| e.to_string())?
+                    .file_name()
+                    .to_string_lossy()
+                    .parse::<i32>()
+                else {
+                    continue;
+                };
+                if n <= 2 || inherited.contains(&n) {
+                    continue;
+                }
+                // `flags:` in fdinfo is octal; O_CLOEXEC is 0o2000000.
+                let info =
+                    std::fs::read_to_string(format!("/proc/self/fdinfo/{n}")).unwrap_or_default();
+                let flags = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
+                if let Some(f) = flags {
+                    if f & 0o2000000 == 0 {
+                        leaks.push(n);
+                    }
+                }
+            }
+            if leaks.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("inheritable descriptors: {leaks:?}"))
+            }
+        })
+        .unwrap();
+    }
 
     #[test]
     fn ok_error_and_timeout() {

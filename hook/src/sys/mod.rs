@@ -26,6 +26,7 @@ pub mod caps;
 pub mod child;
 pub mod cuda;
 pub mod fs;
+pub mod lock;
 pub mod mount;
 pub mod ns;
 pub mod process;

@@ -232,7 +232,10 @@ pub fn fork(child: impl FnOnce() -> i32) -> Result<Pid, ProcessError> {
     // parent's (destructors, atexit handlers, buffers) runs twice.
     match unsafe { nix::unistd::fork() }.map_err(err("fork()"))? {
         nix::unistd::ForkResult::Child => {
-            let code = child();
+            // A panic must not unwind into the parent's stack frames (this
+            // copy of them): abort instead.
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child))
+                .unwrap_or_else(|_| std::process::abort());
             // SAFETY: `_exit` ends the child immediately, as intended.
             unsafe { libc::_exit(code) }
         }
