@@ -11,6 +11,7 @@ mod config_common;
 mod config_docker;
 mod config_podman;
 mod config_runc;
+mod cri_containerd;
 mod docker;
 mod hook_bench;
 mod hook_docker;
