@@ -56,6 +56,17 @@ impl Containerd {
         handlers: &[(&str, Option<&Path>)],
         env: &[(String, String)],
     ) -> anyhow::Result<Containerd> {
+        Containerd::start_with(handlers, env, |_| Ok(()))
+    }
+
+    /// [`Containerd::start`], with `configure` called on the written
+    /// `config.toml` before the daemon starts (e.g. `nvidia-docker setup
+    /// containerd` adding a runtime).
+    pub fn start_with(
+        handlers: &[(&str, Option<&Path>)],
+        env: &[(String, String)],
+        configure: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Containerd> {
         let dir = tempfile::Builder::new()
             .prefix("e2e-containerd-")
             .tempdir()
@@ -94,12 +105,6 @@ state = "{state}"
             config.push_str(&format!(
                 "    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name:?}]\n      runtime_type = \"io.containerd.runc.v2\"\n"
             ));
-            if binary.is_some() {
-                // containerd 1.6 copies a CRI container annotation into the
-                // OCI spec only when the handler lists it (what
-                // `nvidia-docker setup containerd` writes).
-                config.push_str("      container_annotations = [\"cdi.k8s.io/*\"]\n");
-            }
             if let Some(b) = binary {
                 config.push_str(&format!(
                     "      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{name:?}.options]\n        BinaryName = {:?}\n",
@@ -109,6 +114,7 @@ state = "{state}"
         }
         let config_path = d.join("config.toml");
         std::fs::write(&config_path, config)?;
+        configure(&config_path)?;
         let log = d.join("containerd.log");
         let mut cmd = Command::new("containerd");
         cmd.env_clear()

@@ -3,8 +3,10 @@
 //! sandbox image built here and imported) driven over its gRPC API as a
 //! kubelet drives it (`e2e::containerd`), on a simulated 4-GPU host, with
 //! the node set up the secure way: the `nvidia` runtime handler is the runc
-//! wrapper, `accept-nvidia-visible-devices-envvar-when-unprivileged = false`
-//! and `accept-nvidia-visible-devices-as-volume-mounts = true`.
+//! wrapper, registered by `nvidia-docker setup containerd --drop-in` (a
+//! `conf.d/99-nvidia.toml` imported from the daemon's config, as the GPU
+//! Operator writes it), `accept-nvidia-visible-devices-envvar-when-unprivileged
+//! = false` and `accept-nvidia-visible-devices-as-volume-mounts = true`.
 //!
 //! One daemon serves every step (each step is one pod, created, started,
 //! read through its CRI log and removed):
@@ -23,7 +25,7 @@ use e2e::containerd::{Containerd, Cri, PodRun, PodSpec};
 use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
 use e2e::{require, Prereq, Variant};
 
-use crate::config_common::{wrapper_binary, wrapper_env};
+use crate::config_common::{run_setup, wrapper_binary, wrapper_env};
 
 const SECURE: &str = "accept-nvidia-visible-devices-envvar-when-unprivileged = false\n\
 accept-nvidia-visible-devices-as-volume-mounts = true\n";
@@ -62,11 +64,26 @@ fn cri_device_plugin_contracts() {
     let host = SimHost::synthetic(4).unwrap();
     host.write_config(SECURE).unwrap();
     let wrapper = wrapper_binary().unwrap();
-    let daemon = Containerd::start(
-        &[("runc", None), ("nvidia", Some(wrapper.as_path()))],
-        &wrapper_env(&host).unwrap(),
-    )
-    .unwrap();
+    let daemon =
+        Containerd::start_with(&[("runc", None)], &wrapper_env(&host).unwrap(), |config| {
+            let drop_in = config.with_file_name("conf.d/99-nvidia.toml");
+            run_setup(
+                &host,
+                &[
+                    "containerd",
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--drop-in",
+                    drop_in.to_str().unwrap(),
+                    "--runtime-path",
+                    wrapper.to_str().unwrap(),
+                    "--write",
+                ],
+                &[],
+            )?;
+            Ok(())
+        })
+        .unwrap();
     let mut cri = daemon.cri().unwrap();
     let mut run = |spec: PodSpec| {
         cri.run_pod(&spec)
