@@ -19,6 +19,7 @@ mod hook_hostile;
 mod hook_parallel;
 mod hook_podman;
 mod hook_runc;
+mod k8s_node;
 mod k8s_runc;
 mod layering;
 mod podman;
