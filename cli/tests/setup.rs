@@ -597,3 +597,75 @@ fn hooks_warn_when_an_engine_uses_the_systemd_cgroup_manager() {
     // wrapper skip it).
     assert!(out.exists());
 }
+
+/// Issue 12: the GPU Operator's drop-in layout, idempotent; the refresh
+/// units installed; the RuntimeClass printed.
+#[test]
+fn kubernetes_node_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let main = d.join("config.toml");
+    std::fs::write(&main, "version = 2\n").unwrap();
+    let drop_in = d.join("conf.d/99-nvidia.toml");
+    let args = [
+        "containerd",
+        "--config",
+        main.to_str().unwrap(),
+        "--drop-in",
+        drop_in.to_str().unwrap(),
+        "--write",
+    ];
+    let (_, note) = setup(&args, &[]).unwrap();
+    assert_eq!(note.matches("wrote ").count(), 2, "{note}");
+    let m = std::fs::read_to_string(&main).unwrap();
+    assert_eq!(
+        m,
+        format!(
+            "version = 2\nimports = [{:?}]\n",
+            drop_in.display().to_string()
+        )
+    );
+    let text = std::fs::read_to_string(&drop_in).unwrap();
+    assert!(
+        text.contains("BinaryName = \"/usr/bin/nvidia-docker-runtime\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("container_annotations = [\"cdi.k8s.io/*\"]"),
+        "{text}"
+    );
+    let (_, note) = setup(&args, &[]).unwrap();
+    assert_eq!(note.matches("already up to date").count(), 2, "{note}");
+
+    let (systemd, udev) = (d.join("systemd"), d.join("udev"));
+    let args = [
+        "cdi-refresh",
+        "--systemd-dir",
+        systemd.to_str().unwrap(),
+        "--udev-dir",
+        udev.to_str().unwrap(),
+        "--write",
+    ];
+    let (_, note) = setup(&args, &[]).unwrap();
+    assert_eq!(note.matches("wrote ").count(), 3, "{note}");
+    assert!(
+        note.contains("systemctl enable --now nvidia-docker-cdi-refresh.path"),
+        "{note}"
+    );
+    assert_eq!(
+        files(&systemd),
+        [
+            "nvidia-docker-cdi-refresh.path",
+            "nvidia-docker-cdi-refresh.service"
+        ]
+    );
+    assert_eq!(files(&udev), ["60-nvidia-docker-cdi-refresh.rules"]);
+    let (_, note) = setup(&args, &[]).unwrap();
+    assert_eq!(note.matches("already up to date").count(), 3, "{note}");
+
+    let (out, _) = setup(&["kubernetes", "--runtime-name", "gpu"], &[]).unwrap();
+    assert!(
+        out.ends_with("kind: RuntimeClass\nmetadata:\n  name: gpu\nhandler: gpu\n"),
+        "{out}"
+    );
+}

@@ -196,8 +196,9 @@ impl Bundle {
         self.request_with(flavor, config, false)
     }
 
-    /// [`Bundle::request`], reading CDI annotations when `cdi_annotations`
-    /// (the runc wrapper).
+    /// [`Bundle::request`], reading CDI names (annotations, and
+    /// `nvidia.com/gpu=<name>` in the variables) when `cdi_names`: the runc
+    /// wrapper in its `jit-cdi` mode.
     pub fn request_with(
         &self,
         flavor: RootfsFlavor,

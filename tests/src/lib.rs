@@ -8,6 +8,7 @@
 //! - [`runc`]: `runc run` under cgroup v1 or v2, with a timeout and cleanup.
 //! - [`docker`]: a private `dockerd` per test process, image import.
 //! - [`podman`]: `podman` with private storage, image import, hooks dir.
+//! - [`containerd`]: a private containerd driven through its CRI (gRPC).
 //! - [`process`]: commands with deadlines; [`mounts`]: the mount table.
 //!
 //! Everything has a timeout: a hung runtime fails its test instead of
@@ -15,6 +16,7 @@
 //! state (cwd, umask, environment) is changed.
 
 pub mod bundle;
+pub mod containerd;
 pub mod docker;
 pub mod gpu;
 pub mod hook;

@@ -23,6 +23,8 @@ pub enum Prereq {
     Dockerd,
     /// `podman` and `conmon`, and root.
     Podman,
+    /// `containerd` (with its CRI plugin), its runc shim, `ctr`, runc, and root.
+    Containerd,
     /// The cgroup v1 devices controller at `/sys/fs/cgroup/devices`.
     CgroupV1,
     /// A cgroup2 file system (at `/sys/fs/cgroup`, or elsewhere plus
@@ -39,6 +41,7 @@ impl fmt::Display for Prereq {
             Prereq::Runc => f.write_str("runc"),
             Prereq::Dockerd => f.write_str("dockerd"),
             Prereq::Podman => f.write_str("podman"),
+            Prereq::Containerd => f.write_str("containerd"),
             Prereq::CgroupV1 => f.write_str("cgroup v1"),
             Prereq::CgroupV2 => f.write_str("cgroup v2"),
             Prereq::Tool(t) => f.write_str(t),
@@ -81,6 +84,20 @@ impl Prereq {
                 conmon()
                     .map(drop)
                     .ok_or_else(|| format!("conmon not found; {INSTALL}"))
+            }
+            Prereq::Containerd => {
+                Prereq::Root.check()?;
+                tools(
+                    &[
+                        "containerd",
+                        "containerd-shim-runc-v2",
+                        "ctr",
+                        "runc",
+                        "tar",
+                        "sha256sum",
+                    ],
+                    "install containerd with scripts/install-deps",
+                )
             }
             Prereq::CgroupV1 => {
                 if crate::mounts::fs_type_at(Path::new("/sys/fs/cgroup/devices")).as_deref()

@@ -14,8 +14,19 @@
 //! `<plugin>.containerd.runtimes.<name>` starts as a copy of the `runc`
 //! entry when there is one (its `SystemdCgroup` and the like carry over),
 //! else `runtime_type = "io.containerd.runc.v2"`; then
-//! `options.BinaryName` is the wrapper. On request
+//! `options.BinaryName` is the wrapper, and `container_annotations` lists
+//! `cdi.k8s.io/*` (containerd 1.x copies a container's CRI annotations into
+//! its OCI spec only when the handler lists them: without it the runc
+//! wrapper never sees the device plugin's `cdi-annotations`). On request
 //! `<plugin>.containerd.default_runtime_name` and `<plugin>.enable_cdi`.
+//!
+//! **Drop-in** ([`merge_containerd_drop_in`], as the GPU Operator writes
+//! it): the runtime goes into `/etc/containerd/conf.d/99-nvidia.toml`, and
+//! the main file only gains the drop-in in its top-level `imports`.
+//! containerd 1.x (config versions 1, 2) replaces a plugin's whole table
+//! with an imported one, so there the drop-in is the main file's CRI table
+//! plus the runtime (run `setup` again after editing that table); containerd
+//! 2.x (version 3) merges key by key, so there it holds the runtime alone.
 //!
 //! **CRI-O** (drop-in `/etc/crio/crio.conf.d/99-nvidia.toml`):
 //! `crio.runtime.runtimes.<name>` with `runtime_path` and
@@ -26,6 +37,10 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{value, DocumentMut, Item, Table, TableLike};
 
+/// The annotations a containerd runtime entry passes to the runtime.
+pub const CONTAINER_ANNOTATIONS: &str = "cdi.k8s.io/*";
+/// The containerd drop-in, as the GPU Operator names it.
+pub const DEFAULT_CONTAINERD_DROP_IN: &str = "/etc/containerd/conf.d/99-nvidia.toml";
 /// containerd's configuration file.
 pub const DEFAULT_CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 /// The CRI-O drop-in.
@@ -228,8 +243,132 @@ pub fn merge_containerd(
     }
     let dotted = p(&format!(".containerd.runtimes.{:?}", opts.runtime_name));
     let runtime = table(runtimes, &opts.runtime_name, &dotted, path)?;
+    let passes = runtime
+        .get("container_annotations")
+        .and_then(Item::as_array)
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(CONTAINER_ANNOTATIONS)));
+    if !passes {
+        let mut list = runtime
+            .get("container_annotations")
+            .and_then(Item::as_array)
+            .cloned()
+            .unwrap_or_default();
+        list.push(CONTAINER_ANNOTATIONS);
+        runtime.insert("container_annotations", value(list));
+    }
     let options = table(runtime, "options", &format!("{dotted}.options"), path)?;
     options.insert("BinaryName", value(opts.runtime_path.as_str()));
+    Ok(finish(existing, &doc))
+}
+
+/// The drop-in `path` (currently `existing`) for a main file whose content
+/// is `main`: the runtime entry of [`merge_containerd`], its `runc` base and
+/// config version taken from the main file.
+pub fn merge_containerd_drop_in(
+    path: &Path,
+    existing: Option<&str>,
+    main_path: &Path,
+    main: Option<&str>,
+    version: Option<i64>,
+    opts: &RuntimeOptions,
+) -> Result<String, EngineError> {
+    let main_doc = parse(main_path, main)?;
+    let version = version
+        .or_else(|| main_doc.get("version").and_then(Item::as_integer))
+        .unwrap_or(if main_doc.as_table().is_empty() { 2 } else { 1 });
+    let plugin = cri_plugin(version).ok_or_else(|| EngineError::Version {
+        path: main_path.to_path_buf(),
+        version,
+    })?;
+    let cri_of = |doc: &DocumentMut| {
+        doc.get("plugins")
+            .and_then(|p| p.get(plugin))
+            .and_then(Item::as_table)
+            .cloned()
+    };
+    let p = |rest: &str| format!("plugins.{plugin:?}{rest}");
+    if version <= 2 {
+        // containerd 1.x replaces a plugin's whole table with an imported
+        // one: the drop-in carries the main file's CRI table plus the
+        // runtime, rebuilt from the main file each time.
+        let mut doc = DocumentMut::new();
+        if let Some(cri) = cri_of(&main_doc) {
+            let plugins = table(doc.as_table_mut(), "plugins", "plugins", path)?;
+            plugins.insert(plugin, Item::Table(cri));
+        }
+        let merged = merge_containerd(path, Some(&doc.to_string()), Some(version), opts)?;
+        let doc = parse(path, Some(&merged))?;
+        return Ok(finish(existing, &doc));
+    }
+    // containerd 2.x merges imported plugin tables key by key: the drop-in
+    // holds the runtime alone, its base the main file's runc entry (seeded
+    // for the merge, then taken out).
+    let runc_at = |doc: &DocumentMut| {
+        cri_of(doc)
+            .and_then(|c| c.get("containerd").cloned())
+            .and_then(|c| c.get("runtimes").cloned())
+            .and_then(|r| r.get("runc").cloned())
+            .and_then(|t| t.as_table().cloned())
+    };
+    let mut doc = parse(path, existing)?;
+    let seed = match (runc_at(&doc), runc_at(&main_doc)) {
+        (None, Some(runc)) if opts.runtime_name != "runc" => Some(runc),
+        _ => None,
+    };
+    if let Some(runc) = &seed {
+        let plugins = table(doc.as_table_mut(), "plugins", "plugins", path)?;
+        let cri = table(plugins, plugin, &p(""), path)?;
+        let containerd = table(cri, "containerd", &p(".containerd"), path)?;
+        let runtimes = table(containerd, "runtimes", &p(".containerd.runtimes"), path)?;
+        runtimes.insert("runc", Item::Table(runc.clone()));
+    }
+    let merged = merge_containerd(path, Some(&doc.to_string()), Some(version), opts)?;
+    let mut doc = parse(path, Some(&merged))?;
+    if seed.is_some() {
+        if let Some(runtimes) = doc
+            .get_mut("plugins")
+            .and_then(|p| p.get_mut(plugin))
+            .and_then(|c| c.get_mut("containerd"))
+            .and_then(|c| c.get_mut("runtimes"))
+            .and_then(Item::as_table_like_mut)
+        {
+            runtimes.remove("runc");
+        }
+    }
+    Ok(finish(existing, &doc))
+}
+
+/// The main containerd file `existing` with `drop_in` in its top-level
+/// `imports` (kept as is when already there).
+pub fn add_containerd_import(
+    path: &Path,
+    existing: Option<&str>,
+    drop_in: &Path,
+) -> Result<String, EngineError> {
+    let mut doc = parse(path, existing)?;
+    let entry = drop_in.to_string_lossy().into_owned();
+    let found = doc.get("imports").and_then(Item::as_array).cloned();
+    match found {
+        Some(list) if list.iter().any(|v| v.as_str() == Some(entry.as_str())) => {}
+        Some(mut list) => {
+            list.push(entry.as_str());
+            doc.insert("imports", value(list));
+        }
+        None if doc.get("imports").is_some() => {
+            return Err(EngineError::NotTable {
+                path: path.to_path_buf(),
+                key: "imports (an array)".into(),
+            })
+        }
+        None => {
+            if doc.get("version").is_none() {
+                doc.insert("version", value(2));
+            }
+            let mut list = toml_edit::Array::new();
+            list.push(entry.as_str());
+            doc.insert("imports", value(list));
+        }
+    }
     Ok(finish(existing, &doc))
 }
 
@@ -271,7 +410,7 @@ mod tests {
         let out = merge_containerd(Path::new("/c.toml"), None, None, &opts()).unwrap();
         assert_eq!(
             out,
-            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\nBinaryName = \"/usr/bin/nvidia-docker-runtime\"\n"
+            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\nruntime_type = \"io.containerd.runc.v2\"\ncontainer_annotations = [\"cdi.k8s.io/*\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\nBinaryName = \"/usr/bin/nvidia-docker-runtime\"\n"
         );
         assert_eq!(
             merge_containerd(Path::new("/c.toml"), Some(&out), None, &opts()).unwrap(),
@@ -362,6 +501,83 @@ mod tests {
         assert_eq!(v, (2, 1, 0));
         assert_eq!(parse_containerd_version("containerd"), None);
         assert_eq!(parse_containerd_version("a b c"), None);
+    }
+
+    /// Issue 12: the GPU Operator's layout: the runtime in a drop-in, the
+    /// main file only importing it.
+    #[test]
+    fn containerd_drop_in_and_import() {
+        let main = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n";
+        let (dp, mp) = (Path::new("/d/99-nvidia.toml"), Path::new("/c.toml"));
+        let d = merge_containerd_drop_in(dp, None, mp, Some(main), None, &opts()).unwrap();
+        let v: DocumentMut = d.parse().unwrap();
+        let runtimes = &v["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        // containerd 1.x: the whole CRI table, runc included.
+        assert_eq!(
+            runtimes["runc"]["options"]["SystemdCgroup"].as_bool(),
+            Some(true),
+            "{d}"
+        );
+        assert_eq!(
+            runtimes["nvidia"]["options"]["SystemdCgroup"].as_bool(),
+            Some(true),
+            "{d}"
+        );
+        assert_eq!(
+            runtimes["nvidia"]["options"]["BinaryName"].as_str(),
+            Some("/usr/bin/nvidia-docker-runtime")
+        );
+        assert_eq!(
+            merge_containerd_drop_in(dp, Some(&d), mp, Some(main), None, &opts()).unwrap(),
+            d
+        );
+        // containerd 2.x: the runtime alone.
+        let main3 = main
+            .replace("version = 2", "version = 3")
+            .replace("io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime");
+        let d3 = merge_containerd_drop_in(dp, None, mp, Some(&main3), None, &opts()).unwrap();
+        let v: DocumentMut = d3.parse().unwrap();
+        let runtimes = &v["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
+        assert!(runtimes.get("runc").is_none(), "{d3}");
+        assert_eq!(
+            runtimes["nvidia"]["options"]["SystemdCgroup"].as_bool(),
+            Some(true),
+            "{d3}"
+        );
+        assert_eq!(
+            merge_containerd_drop_in(dp, Some(&d3), mp, Some(&main3), None, &opts()).unwrap(),
+            d3
+        );
+        // containerd 2.x: the runtime alone.
+        let main3 = main
+            .replace("version = 2", "version = 3")
+            .replace("io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime");
+        let d3 = merge_containerd_drop_in(dp, None, mp, Some(&main3), None, &opts()).unwrap();
+        let v: DocumentMut = d3.parse().unwrap();
+        let runtimes = &v["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
+        assert!(runtimes.get("runc").is_none(), "{d3}");
+        assert_eq!(
+            runtimes["nvidia"]["options"]["SystemdCgroup"].as_bool(),
+            Some(true),
+            "{d3}"
+        );
+        assert_eq!(
+            merge_containerd_drop_in(dp, Some(&d3), mp, Some(&main3), None, &opts()).unwrap(),
+            d3
+        );
+        let m = add_containerd_import(mp, Some(main), dp).unwrap();
+        assert!(
+            m.starts_with("version = 2\nimports = [\"/d/99-nvidia.toml\"]\n"),
+            "{m}"
+        );
+        assert!(m.contains("SystemdCgroup = true"), "{m}");
+        assert_eq!(add_containerd_import(mp, Some(&m), dp).unwrap(), m);
+        let other = add_containerd_import(mp, Some("imports = [\"/x.toml\"]\n"), dp).unwrap();
+        assert_eq!(other, "imports = [\"/x.toml\", \"/d/99-nvidia.toml\"]\n");
+        assert_eq!(
+            add_containerd_import(mp, None, dp).unwrap(),
+            "version = 2\nimports = [\"/d/99-nvidia.toml\"]\n"
+        );
     }
 
     #[test]

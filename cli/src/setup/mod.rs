@@ -5,7 +5,7 @@
 //! | subcommand | file (default) | module |
 //! |---|---|---|
 //! | `docker` | `/etc/docker/daemon.json`: `runtimes.nvidia`, `default-runtime`, `features.cdi` | [`docker`] |
-//! | `containerd` | `/etc/containerd/config.toml` (config versions 1, 2, 3) | [`engines`] |
+//! | `containerd` | `/etc/containerd/config.toml` (config versions 1, 2, 3); `--drop-in`: `/etc/containerd/conf.d/99-nvidia.toml` imported from it | [`engines`] |
 //! | `crio` | `/etc/crio/crio.conf.d/99-nvidia.toml` | [`engines`] |
 //! | `hooks` | `/usr/share/containers/oci/hooks.d/oci-nvidia-docker-hook.json` | [`hooks`] |
 //! | `cdi` | stdout, or `/var/run/cdi/nvidia.yaml` (`--static`: `/etc/cdi`) | [`cdi`] |
@@ -32,6 +32,7 @@ pub mod docker;
 pub mod engines;
 pub mod hooks;
 pub mod install;
+pub mod kubernetes;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ pub const DEFAULT_HOOK_PATH: &str = hook::runtime::DEFAULT_HOOK_PATH;
     nvidia-docker setup containerd --config-version 3 --write\n  \
     nvidia-docker setup hooks --write             # Podman / CRI-O prestart hook\n  \
     nvidia-docker setup cdi --write               # /var/run/cdi/nvidia.yaml\n  \
+    nvidia-docker setup cdi-refresh --write       # regenerate it after driver changes\n  \
+    nvidia-docker setup containerd --drop-in --write  # /etc/containerd/conf.d/99-nvidia.toml\n  \
+    nvidia-docker setup kubernetes | kubectl apply -f -   # RuntimeClass nvidia\n  \
     podman run --device nvidia.com/gpu=0 ...")]
 pub struct SetupArgs {
     /// What to configure.
@@ -73,6 +77,34 @@ pub enum Target {
     Hooks(HooksArgs),
     /// A CDI spec: nvidia.com/gpu=<index>|<uuid>|all.
     Cdi(CdiArgs),
+    /// Kubernetes: print the RuntimeClass selecting the runtime handler.
+    Kubernetes(KubernetesArgs),
+    /// systemd units and a udev rule regenerating the CDI spec after driver changes.
+    CdiRefresh(CdiRefreshArgs),
+}
+
+/// `setup kubernetes`.
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// The runtime handler (as registered by setup containerd|crio).
+    #[arg(long, default_value = "nvidia", value_name = "NAME")]
+    pub runtime_name: String,
+}
+
+/// `setup cdi-refresh`.
+#[derive(Debug, Args)]
+pub struct CdiRefreshArgs {
+    /// Where the units go.
+    #[arg(long, default_value = "/etc/systemd/system", value_name = "DIR")]
+    pub systemd_dir: PathBuf,
+    /// Where the udev rule goes.
+    #[arg(long, default_value = "/etc/udev/rules.d", value_name = "DIR")]
+    pub udev_dir: PathBuf,
+    /// The nvidia-docker binary the service runs.
+    #[arg(long, default_value = kubernetes::INSTALLED_CLI, value_name = "PATH")]
+    pub cli_path: String,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 /// Printing, diffing or installing.
@@ -135,6 +167,11 @@ pub struct ContainerdArgs {
     /// The containerd binary asked for its version.
     #[arg(long, default_value = "containerd", value_name = "PATH")]
     pub containerd_binary: String,
+    /// Write the runtime into a drop-in (default /etc/containerd/conf.d/99-nvidia.toml)
+    /// and only add it to the main file's imports, as the GPU Operator does.
+    #[arg(long, value_name = "FILE", num_args = 0..=1,
+          default_missing_value = engines::DEFAULT_CONTAINERD_DROP_IN)]
+    pub drop_in: Option<PathBuf>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -300,6 +337,22 @@ pub fn run_with(
             }
             let opts = engine_options(&a.runtime, a.cdi);
             let path = &a.config;
+            if let Some(drop_in) = &a.drop_in {
+                let main = install::read_existing(path)?;
+                merge_file(drop_in, &a.output, out, note, "restart containerd", |old| {
+                    Ok(engines::merge_containerd_drop_in(
+                        drop_in,
+                        old,
+                        path,
+                        main.as_deref(),
+                        a.config_version,
+                        &opts,
+                    )?)
+                })?;
+                return merge_file(path, &a.output, out, note, "restart containerd", |old| {
+                    Ok(engines::add_containerd_import(path, old, drop_in)?)
+                });
+            }
             merge_file(path, &a.output, out, note, "restart containerd", |old| {
                 Ok(engines::merge_containerd(
                     path,
@@ -331,6 +384,25 @@ pub fn run_with(
             Ok(())
         }
         Target::Cdi(a) => run_cdi(a, env, out, note),
+        Target::Kubernetes(a) => {
+            out.write_all(kubernetes::runtime_class(&a.runtime_name).as_bytes())?;
+            writeln!(
+                note,
+                "apply with kubectl apply -f -; pods with runtimeClassName: {} run under the runc wrapper",
+                a.runtime_name
+            )?;
+            Ok(())
+        }
+        Target::CdiRefresh(a) => {
+            let files = kubernetes::refresh_files(&a.systemd_dir, &a.udev_dir, &a.cli_path);
+            for (path, text) in files {
+                if !a.output.write && !a.output.dry_run {
+                    writeln!(out, "# {}", path.display())?;
+                }
+                merge_file(&path, &a.output, out, note, "then: systemctl daemon-reload; systemctl enable --now nvidia-docker-cdi-refresh.path nvidia-docker-cdi-refresh.service; udevadm control --reload", |_| Ok(text.clone()))?;
+            }
+            Ok(())
+        }
     }
 }
 
