@@ -15,6 +15,7 @@
 //! which refuses symlinks that lead out of the root.
 #![forbid(unsafe_code)]
 
+pub mod drm;
 pub mod elf;
 pub mod loader;
 pub mod nvml;

@@ -188,6 +188,8 @@ fn discover_with_fingerprint(
     );
     let loader_files =
         discover::loader::find_loader_files(&mut resolver, &files, &facts.driver_version);
+    let gpus = gpus(&facts)?;
+    let drm = discover::drm::drm_nodes(&paths.sys_root, &gpus);
     let inv = Inventory {
         driver_version,
         cuda_version: facts
@@ -204,9 +206,10 @@ fn discover_with_fingerprint(
             uvm_tools: nodes.uvm_tools,
             modeset: nodes.modeset,
         },
-        gpus: gpus(&facts)?,
+        gpus,
         files,
         loader_files,
+        drm,
     };
     inv.validate().map_err(InventoryError::Inconsistent)?;
     Ok((inv, fingerprint))

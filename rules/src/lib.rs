@@ -49,8 +49,9 @@ pub use config::{Config, CudaCompatMode};
 pub use cuda_table::{CudaTable, TableError};
 pub use device::{DeviceId, DeviceRequest, DeviceSelector, DeviceSource, PciBusId, Selection};
 pub use files::{ElfClass, FileKind, Machine, RootfsFlavor};
-pub use inventory::{DeviceInfo, DriverFile, Gpu, Inventory, MigDevice};
+pub use inventory::{DeviceInfo, DriverFile, DrmNode, Gpu, Inventory, MigDevice};
 pub use path::{ContainerPath, FileName, HostPath};
+pub use plan::DevLink;
 pub use plan::{
     plan, AppProfile, DeviceNode, DeviceRule, MountFlags, MountKind, MountOp, NodeRole, NodeType,
     Plan, PlannedGpu, PlannedMig, ProcMask, Symlink, V1VolumeRef,

@@ -31,12 +31,16 @@
 //!   CUDA version counts for `cuda` conditions (it is what the container will
 //!   run). Nothing is mounted from the image.
 //! - **Order.** Device nodes: nvidiactl, uvm, uvm-tools, modeset, then GPUs by
-//!   index, then MIG capability nodes by minor. Rules follow the nodes.
+//!   index, then MIG capability nodes by minor, then (graphics, display)
+//!   the GPUs' DRM nodes by GPU index. Rules follow the nodes.
 //!   Mounts and symlinks are sorted by container path and deduplicated (the
 //!   smallest source, then kind and flags, wins), so the plan does not depend on the inventory's
 //!   file order.
 
+mod drm;
 mod loader;
+
+pub use drm::DevLink;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -102,6 +106,11 @@ pub enum NodeRole {
     /// `/dev/nvidia-caps/nvidia-cap<N>` of a MIG device of GPU `index`.
     MigCap {
         /// NVML index of the parent.
+        index: u32,
+    },
+    /// `/dev/dri/card<N>` or `renderD<N>` of GPU `index`.
+    Drm {
+        /// NVML index.
         index: u32,
     },
 }
@@ -348,6 +357,9 @@ pub struct Plan {
     pub app_profile: Option<AppProfile>,
     /// v1 Docker volumes.
     pub v1_volumes: Vec<V1VolumeRef>,
+    /// Links to device nodes (`/dev/dri/by-path`), by link path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dev_links: Vec<DevLink>,
 }
 
 impl Plan {
@@ -368,6 +380,7 @@ impl Plan {
             proc_mask: None,
             app_profile: None,
             v1_volumes: Vec::new(),
+            dev_links: Vec::new(),
         }
     }
 }
@@ -822,6 +835,12 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     }
     mig_access.sort();
     mig_access.dedup();
+    let dev_links =
+        if !v1 && (caps.contains(Capability::Graphics) || caps.contains(Capability::Display)) {
+            b.drm_nodes(&gpus)
+        } else {
+            Vec::new()
+        };
 
     let device_rules = if cfg.no_cgroups {
         Vec::new()
@@ -907,6 +926,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
         proc_mask,
         app_profile,
         v1_volumes,
+        dev_links,
     })
 }
 

@@ -12,6 +12,7 @@ mod config_docker;
 mod config_podman;
 mod config_runc;
 mod docker;
+mod driver_drm;
 mod driver_graphics;
 mod driver_params;
 mod hook_bench;

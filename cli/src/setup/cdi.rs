@@ -233,7 +233,10 @@ fn plan_for(
 }
 
 fn is_device_specific(n: &DeviceNode) -> bool {
-    matches!(n.role, NodeRole::Gpu { .. } | NodeRole::MigCap { .. })
+    matches!(
+        n.role,
+        NodeRole::Gpu { .. } | NodeRole::MigCap { .. } | NodeRole::Drm { .. }
+    )
 }
 
 fn node(n: &DeviceNode, dev_root: &Path) -> CdiDeviceNode {
@@ -333,6 +336,7 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
         ldconfig_dirs,
         proc_mask: all.proc_mask.clone(),
         app_profile: None,
+        dev_links: Vec::new(),
         debug: false,
     };
     if let Some(entry) = hook::runtime::hook_entry(&fixups, &opts.hook_path, &opts.hook_env) {
@@ -351,6 +355,21 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
         } else {
             plan_for(inv, &name, opts, cfg)?
         };
+        // The device's own `/dev/dri/by-path` links, made by its own hook.
+        let links = Fixups {
+            dev_links: plan.dev_links.clone(),
+            ..Fixups::default()
+        };
+        let hooks = hook::runtime::hook_entry(&links, &opts.hook_path, &opts.hook_env)
+            .map(|entry| CdiHook {
+                hook_name: "createContainer".to_owned(),
+                path: entry.path,
+                args: entry.args,
+                env: entry.env,
+                timeout: Some(entry.timeout),
+            })
+            .into_iter()
+            .collect();
         devices.push(Device {
             name,
             container_edits: ContainerEdits {
@@ -360,6 +379,7 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
                     .filter(|n| is_device_specific(n))
                     .map(|n| node(n, &opts.dev_root))
                     .collect(),
+                hooks,
                 ..ContainerEdits::default()
             },
         });

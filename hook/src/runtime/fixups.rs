@@ -18,12 +18,14 @@
 //! - `--mask-proc`, with `--proc-gpu <bus id>` and `--mig-access <path>`:
 //!   mask `/proc/driver/nvidia`, keeping those GPUs and MIG access files;
 //! - `--app-profile`, with `--app-profile-minor <n>`: write the graphics
-//!   application profile for those GPU minors.
+//!   application profile for those GPU minors;
+//! - `--dev-link <node>::<link>`: the link `<link> -> ../<node>` to a device
+//!   node (`/dev/dri/by-path`).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 
-use rules::{AppProfile, ContainerPath, FileName, PciBusId, Plan, ProcMask, Symlink};
+use rules::{AppProfile, ContainerPath, DevLink, FileName, PciBusId, Plan, ProcMask, Symlink};
 
 /// The hook subcommand the fix-ups run under.
 pub const SUBCOMMAND: &str = "create-container";
@@ -31,6 +33,9 @@ pub const SUBCOMMAND: &str = "create-container";
 /// A fix-up argument the hook does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FixupArgError {
+    /// `--dev-link` without `<node>::<link>`.
+    #[error("--dev-link {0:?}: expected <node>::<link>, the node a file name and the link an absolute, normalised container path")]
+    DevLink(String),
     /// `--link` without `<target>::<link>`.
     #[error("--link {0:?}: expected <target>::<link>, the target a file name and the link an absolute, normalised container path")]
     Link(String),
@@ -49,7 +54,7 @@ pub enum FixupArgError {
     #[error("--app-profile-minor {0:?}: expected a device minor number")]
     Minor(String),
     /// A flag this mode does not know.
-    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --debug)")]
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --dev-link, --debug)")]
     Unknown(String),
     /// A flag given without its value.
     #[error("{0} needs a value")]
@@ -67,6 +72,8 @@ pub struct Fixups {
     pub proc_mask: Option<ProcMask>,
     /// The graphics application profile.
     pub app_profile: Option<AppProfile>,
+    /// Links to device nodes.
+    pub dev_links: Vec<DevLink>,
     /// `--debug` was given.
     pub debug: bool,
 }
@@ -79,6 +86,7 @@ impl Fixups {
             ldconfig_dirs: plan.ldconfig_dirs.clone(),
             proc_mask: plan.proc_mask.clone(),
             app_profile: plan.app_profile.clone(),
+            dev_links: plan.dev_links.clone(),
             debug: false,
         }
     }
@@ -89,6 +97,7 @@ impl Fixups {
             && self.ldconfig_dirs.is_empty()
             && self.proc_mask.is_none()
             && self.app_profile.is_none()
+            && self.dev_links.is_empty()
     }
 
     /// The arguments after the subcommand, in a fixed order (links by link
@@ -122,6 +131,12 @@ impl Fixups {
                 args.push("--app-profile-minor".to_owned());
                 args.push(m.to_string());
             }
+        }
+        let mut dev_links: Vec<&DevLink> = self.dev_links.iter().collect();
+        dev_links.sort();
+        for l in dev_links {
+            args.push("--dev-link".to_owned());
+            args.push(format!("{}::{}", l.node, l.link));
         }
         if self.debug {
             args.push("--debug".to_owned());
@@ -169,6 +184,7 @@ impl Fixups {
                     let v = value(flag)?;
                     minors.push(v.parse().map_err(|_| FixupArgError::Minor(v))?);
                 }
+                "--dev-link" => f.dev_links.push(parse_dev_link(&value(flag)?)?),
                 "--debug" => f.debug = true,
                 other => return Err(FixupArgError::Unknown(other.to_owned())),
             }
@@ -204,6 +220,7 @@ impl Fixups {
             proc_mask: self.proc_mask.clone(),
             app_profile: self.app_profile.clone(),
             v1_volumes: Vec::new(),
+            dev_links: self.dev_links.clone(),
         }
     }
 }
@@ -212,6 +229,16 @@ fn parse_path(flag: &'static str, value: &str) -> Result<ContainerPath, FixupArg
     ContainerPath::new(value).map_err(|_| FixupArgError::Path {
         flag,
         value: value.to_owned(),
+    })
+}
+
+fn parse_dev_link(value: &str) -> Result<DevLink, FixupArgError> {
+    let bad = || FixupArgError::DevLink(value.to_owned());
+    let at = value.find("::/").ok_or_else(bad)?;
+    let (node, link) = (&value[..at], &value[at + 2..]);
+    Ok(DevLink {
+        link: ContainerPath::new(link).map_err(|_| bad())?,
+        node: FileName::new(node).map_err(|_| bad())?,
     })
 }
 
@@ -253,6 +280,10 @@ mod tests {
                 mig_access: vec![p("/proc/driver/nvidia/capabilities/gpu0/mig/gi1/access")],
             }),
             app_profile: Some(AppProfile { minors: vec![0, 3] }),
+            dev_links: vec![DevLink {
+                link: p("/dev/dri/by-path/pci-0000:07:00.0-card"),
+                node: FileName::new("card1").unwrap(),
+            }],
             debug: true,
         };
         let args = f.to_args();
