@@ -17,6 +17,7 @@
 
 pub mod drm;
 pub mod elf;
+pub mod extra;
 pub mod loader;
 pub mod nvml;
 pub mod probe;

@@ -190,6 +190,7 @@ fn discover_with_fingerprint(
         discover::loader::find_loader_files(&mut resolver, &files, &facts.driver_version);
     let gpus = gpus(&facts)?;
     let drm = discover::drm::drm_nodes(&paths.sys_root, &gpus);
+    let extra_devices = discover::extra::extra_devices(&paths.proc_root, &paths.dev_root);
     let inv = Inventory {
         driver_version,
         cuda_version: facts
@@ -210,6 +211,7 @@ fn discover_with_fingerprint(
         files,
         loader_files,
         drm,
+        extra_devices,
     };
     inv.validate().map_err(InventoryError::Inconsistent)?;
     Ok((inv, fingerprint))

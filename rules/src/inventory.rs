@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::device::PciBusId;
+use crate::extra_devices::ExtraDevices;
 use crate::files::{ElfClass, FileKind, Machine};
 use crate::loader_files::LoaderFile;
 use crate::path::HostPath;
@@ -45,6 +46,10 @@ pub struct Inventory {
     /// sysfs by bus id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drm: Vec<DrmNode>,
+    /// IMEX channels and the GPUDirect/NVSwitch nodes
+    /// ([`crate::extra_devices`]).
+    #[serde(default, skip_serializing_if = "ExtraDevices::is_empty")]
+    pub extra_devices: ExtraDevices,
 }
 
 /// A DRM node of a GPU: `<sysfs>/bus/pci/devices/<bus id>/drm/<name>`,
@@ -203,6 +208,7 @@ impl Inventory {
             files: Vec::new(),
             loader_files: Vec::new(),
             drm: Vec::new(),
+            extra_devices: ExtraDevices::default(),
         }
     }
 

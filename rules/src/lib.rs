@@ -32,6 +32,7 @@ pub mod compat;
 pub mod config;
 pub mod cuda_table;
 pub mod device;
+pub mod extra_devices;
 pub mod files;
 pub mod inventory;
 pub mod loader_files;

@@ -31,8 +31,9 @@
 //!   CUDA version counts for `cuda` conditions (it is what the container will
 //!   run). Nothing is mounted from the image.
 //! - **Order.** Device nodes: nvidiactl, uvm, uvm-tools, modeset, then GPUs by
-//!   index, then MIG capability nodes by minor, then (graphics, display)
-//!   the GPUs' DRM nodes by GPU index. Rules follow the nodes.
+//!   index, then MIG capability nodes by minor, then IMEX channels and the
+//!   gated families' nodes ([`crate::extra_devices`]), then (graphics,
+//!   display) the GPUs' DRM nodes by GPU index. Rules follow the nodes.
 //!   Mounts and symlinks are sorted by container path and deduplicated (the
 //!   smallest source, then kind and flags, wins), so the plan does not depend on the inventory's
 //!   file order.
@@ -51,6 +52,7 @@ use crate::capability::{Capabilities, Capability};
 use crate::compat::{compat_considered, compat_dir, forward_compat, CompatDecision};
 use crate::config::Config;
 use crate::device::{resolve, DeviceRequest, PciBusId, Selection};
+use crate::extra_devices::{extra_nodes, Gated};
 use crate::files::{
     binary_spec, library_capabilities, library_dir, library_spec, ElfClass, FileKind, BINARY_DIR,
 };
@@ -112,6 +114,16 @@ pub enum NodeRole {
     Drm {
         /// NVML index.
         index: u32,
+    },
+    /// `/dev/nvidia-caps-imex-channels/channel<N>`.
+    Imex {
+        /// The channel.
+        channel: u32,
+    },
+    /// A node of a gated family (`NVIDIA_GDS`, ...).
+    Gated {
+        /// The family.
+        family: crate::extra_devices::Gated,
     },
 }
 
@@ -656,7 +668,10 @@ impl Builder<'_> {
                     } else {
                         self.cfg.mount_persistenced
                     };
-                    if wanted && caps.contains(Capability::Utility) {
+                    // NVSwitch systems' containers talk to the fabric
+                    // manager whatever their capabilities.
+                    let nvswitch = fabric && req.extra.gated.contains(&Gated::Nvswitch);
+                    if wanted && (caps.contains(Capability::Utility) || nvswitch) {
                         self.mount(
                             self.source(&f.path),
                             f.path.to_container(),
@@ -835,6 +850,15 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     }
     mig_access.sort();
     mig_access.dedup();
+    for (path, major, minor) in extra_nodes(&req.extra, &inv.extra_devices)
+        .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?
+    {
+        let role = match Gated::of_path(&path) {
+            Some(family) => NodeRole::Gated { family },
+            None => NodeRole::Imex { channel: minor },
+        };
+        b.node(&path, major, minor, role);
+    }
     let dev_links =
         if !v1 && (caps.contains(Capability::Graphics) || caps.contains(Capability::Display)) {
             b.drm_nodes(&gpus)

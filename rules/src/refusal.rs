@@ -177,6 +177,9 @@ pub enum Refusal {
         /// GPU of the host has MIG enabled.
         gpu: Option<u32>,
     },
+    /// IMEX channels or a gated device family that cannot be given.
+    #[error("{0}")]
+    ExtraDevice(Box<crate::extra_devices::ExtraDeviceRefusal>),
     /// v1's REST `vol=` names an unknown volume.
     #[error("invalid volume: {name}")]
     V1InvalidVolume {

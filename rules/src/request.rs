@@ -24,6 +24,7 @@ use crate::capability::{Capabilities, Capability, CapabilityError};
 use crate::compat::CompatLib;
 use crate::config::Config;
 use crate::device::{DeviceId, DeviceRequest, DeviceSource};
+use crate::extra_devices::ExtraRequest;
 use crate::files::RootfsFlavor;
 use crate::refusal::Refusal;
 use crate::require::{parse_disable_require, parse_v1_cuda_label, Requirement};
@@ -162,6 +163,9 @@ pub struct Request {
     pub compat: Option<CompatLib>,
     /// Things to log.
     pub warnings: Vec<Warning>,
+    /// IMEX channels and gated devices asked for ([`crate::extra_devices`]).
+    #[serde(default)]
+    pub extra: ExtraRequest,
 }
 
 /// True when the OCI `process.capabilities.bounding` list holds
@@ -335,6 +339,7 @@ impl Request {
             rootfs,
             compat: None,
             warnings,
+            extra: ExtraRequest::default(),
         }
     }
 
@@ -404,6 +409,7 @@ impl Request {
             None => Capabilities::default_set().intersection(supported),
         };
 
+        let extra = ExtraRequest::from_env(env).map_err(|e| Refusal::ExtraDevice(Box::new(e)))?;
         let requirements = image_requirements(env, config)?;
         let v1_cuda_label = if requirements_disabled(env, config) {
             None
@@ -422,6 +428,7 @@ impl Request {
             rootfs,
             compat: None,
             warnings,
+            extra,
         })
     }
 
@@ -490,6 +497,7 @@ impl Request {
             rootfs: RootfsFlavor::default(),
             compat: None,
             warnings,
+            extra: ExtraRequest::default(),
         })
     }
 
@@ -532,6 +540,7 @@ impl Request {
             rootfs: RootfsFlavor::default(),
             compat: None,
             warnings: Vec::new(),
+            extra: ExtraRequest::default(),
         })
     }
 }

@@ -13,6 +13,7 @@ mod config_podman;
 mod config_runc;
 mod docker;
 mod driver_drm;
+mod driver_extra;
 mod driver_graphics;
 mod driver_params;
 mod hook_bench;
