@@ -9,6 +9,12 @@
 //! - `NVIDIA_NVSWITCH=enabled`: `/dev/nvidia-nvswitch*`, `/dev/nvidia-nvlink`,
 //!   and the fabric manager's socket when the host runs it.
 //!
+//! - `NVIDIA_MIG_CONFIG_DEVICES=all` / `NVIDIA_MIG_MONITOR_DEVICES=all`
+//!   (privileged containers only, as the toolkit): the MIG config or monitor
+//!   capability node `/dev/nvidia-caps/nvidia-cap<N>` (minor from
+//!   `/proc/driver/nvidia/capabilities/mig/{config,monitor}`) and that
+//!   access file.
+//!
 //! What is asked for and missing on the host is a refusal naming the device
 //! ([`ExtraDeviceRefusal`]), never a silent omission.
 
@@ -113,12 +119,53 @@ pub struct ExtraRequest {
     pub imex: ImexRequest,
     /// Gated families asked for.
     pub gated: BTreeSet<Gated>,
+    /// `NVIDIA_MIG_CONFIG_DEVICES=all` (privileged).
+    #[serde(default)]
+    pub mig_config: bool,
+    /// `NVIDIA_MIG_MONITOR_DEVICES=all` (privileged).
+    #[serde(default)]
+    pub mig_monitor: bool,
+}
+
+/// The MIG control variables: `(variable, access file)`.
+pub const MIG_CONTROL: [(&str, &str); 2] = [
+    (
+        "NVIDIA_MIG_CONFIG_DEVICES",
+        "/proc/driver/nvidia/capabilities/mig/config",
+    ),
+    (
+        "NVIDIA_MIG_MONITOR_DEVICES",
+        "/proc/driver/nvidia/capabilities/mig/monitor",
+    ),
+];
+
+fn mig_control_asked(
+    env: &Env,
+    variable: &'static str,
+    privileged: bool,
+) -> Result<bool, ExtraDeviceRefusal> {
+    match env.get(variable).map(str::trim) {
+        None | Some("") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("all") => {
+            if privileged {
+                Ok(true)
+            } else {
+                Err(ExtraDeviceRefusal::MigControlUnprivileged { variable })
+            }
+        }
+        Some(v) => Err(ExtraDeviceRefusal::BadMigControl {
+            variable,
+            value: v.to_owned(),
+        }),
+    }
 }
 
 impl ExtraRequest {
-    /// Reads `NVIDIA_IMEX_CHANNELS` and the `NVIDIA_<family>=enabled`
-    /// variables (any other value of those leaves the family out).
-    pub fn from_env(env: &Env) -> Result<ExtraRequest, ExtraDeviceRefusal> {
+    /// Reads `NVIDIA_IMEX_CHANNELS`, the `NVIDIA_<family>=enabled`
+    /// variables (any other value of those leaves the family out) and the
+    /// MIG control variables (refused unless `privileged`).
+    pub fn from_env(env: &Env, privileged: bool) -> Result<ExtraRequest, ExtraDeviceRefusal> {
         let imex = match env.get(ENV_IMEX_CHANNELS).map(str::trim) {
             None | Some("") => ImexRequest::None,
             Some(v) if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("void") => {
@@ -146,12 +193,22 @@ impl ExtraRequest {
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("enabled"))
             })
             .collect();
-        Ok(ExtraRequest { imex, gated })
+        let mig_config = mig_control_asked(env, MIG_CONTROL[0].0, privileged)?;
+        let mig_monitor = mig_control_asked(env, MIG_CONTROL[1].0, privileged)?;
+        Ok(ExtraRequest {
+            imex,
+            gated,
+            mig_config,
+            mig_monitor,
+        })
     }
 
     /// True when nothing is asked for.
     pub fn is_empty(&self) -> bool {
-        self.imex == ImexRequest::None && self.gated.is_empty()
+        self.imex == ImexRequest::None
+            && self.gated.is_empty()
+            && !self.mig_config
+            && !self.mig_monitor
     }
 }
 
@@ -180,12 +237,22 @@ pub struct ExtraDevices {
     /// The gated families' nodes, by path.
     #[serde(default)]
     pub nodes: Vec<HostNode>,
+    /// `DeviceFileMinor` of `/proc/driver/nvidia/capabilities/mig/config`.
+    #[serde(default)]
+    pub mig_config_minor: Option<u32>,
+    /// `DeviceFileMinor` of `/proc/driver/nvidia/capabilities/mig/monitor`.
+    #[serde(default)]
+    pub mig_monitor_minor: Option<u32>,
 }
 
 impl ExtraDevices {
     /// True when nothing was found.
     pub fn is_empty(&self) -> bool {
-        self.imex_major.is_none() && self.imex_channels.is_empty() && self.nodes.is_empty()
+        self.imex_major.is_none()
+            && self.imex_channels.is_empty()
+            && self.nodes.is_empty()
+            && self.mig_config_minor.is_none()
+            && self.mig_monitor_minor.is_none()
     }
 }
 
@@ -213,6 +280,30 @@ pub enum ExtraDeviceRefusal {
         channel: u32,
         /// The host's channels.
         host: Vec<u32>,
+    },
+    /// A MIG control variable in an unprivileged container.
+    #[error("{variable} needs a privileged container (CAP_SYS_ADMIN), as with the NVIDIA Container Toolkit: run it privileged or unset {variable}")]
+    MigControlUnprivileged {
+        /// The variable.
+        variable: &'static str,
+    },
+    /// A MIG control variable with a value other than `all`.
+    #[error("invalid {variable}={value:?}: expected all or none")]
+    BadMigControl {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The host has no MIG control capability for it.
+    #[error("{variable}=all asks for the MIG {what} capability, but this host has none ({access} is missing, or nvidia-caps is not in /proc/devices): use a driver with MIG support or unset {variable}")]
+    MigControlAbsent {
+        /// The variable.
+        variable: &'static str,
+        /// `config` or `monitor`.
+        what: &'static str,
+        /// The access file.
+        access: &'static str,
     },
     /// A gated family is asked for and the host has none of its nodes.
     #[error("{}=enabled asks for {}, but this host has none: load the {} module on the host or unset {}", .0.variable(), .0.devices(), .0.module(), .0.variable())]
@@ -283,6 +374,48 @@ pub fn extra_nodes(
     Ok(out)
 }
 
+/// The MIG control nodes for `req`: `(node path, minor, access file)`
+/// with the `nvidia-caps` major `caps_major`, config first.
+pub fn mig_control_nodes(
+    req: &ExtraRequest,
+    extra: &ExtraDevices,
+    caps_major: Option<u32>,
+) -> Result<Vec<(String, u32, u32, &'static str)>, ExtraDeviceRefusal> {
+    let mut out = Vec::new();
+    for (asked, minor, (variable, access), what) in [
+        (
+            req.mig_config,
+            extra.mig_config_minor,
+            MIG_CONTROL[0],
+            "config",
+        ),
+        (
+            req.mig_monitor,
+            extra.mig_monitor_minor,
+            MIG_CONTROL[1],
+            "monitor",
+        ),
+    ] {
+        if !asked {
+            continue;
+        }
+        let (Some(minor), Some(major)) = (minor, caps_major) else {
+            return Err(ExtraDeviceRefusal::MigControlAbsent {
+                variable,
+                what,
+                access,
+            });
+        };
+        out.push((
+            format!("/dev/nvidia-caps/nvidia-cap{minor}"),
+            major,
+            minor,
+            access,
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,20 +426,26 @@ mod tests {
 
     #[test]
     fn parse() {
-        let r = ExtraRequest::from_env(&env(&[
-            (ENV_IMEX_CHANNELS, "1, 0"),
-            ("NVIDIA_GDS", "enabled"),
-            ("NVIDIA_MOFED", "disabled"),
-            ("NVIDIA_NVSWITCH", "ENABLED"),
-        ]))
+        let r =
+            ExtraRequest::from_env(&env(&[("NVIDIA_MIG_CONFIG_DEVICES", "all")]), true).unwrap();
+        assert!(r.mig_config && !r.mig_monitor);
+        let r = ExtraRequest::from_env(
+            &env(&[
+                (ENV_IMEX_CHANNELS, "1, 0"),
+                ("NVIDIA_GDS", "enabled"),
+                ("NVIDIA_MOFED", "disabled"),
+                ("NVIDIA_NVSWITCH", "ENABLED"),
+            ]),
+            false,
+        )
         .unwrap();
         assert_eq!(r.imex, ImexRequest::Channels([0, 1].into()));
         assert_eq!(r.gated, [Gated::Gds, Gated::Nvswitch].into());
         for v in ["", "none", "void"] {
-            let r = ExtraRequest::from_env(&env(&[(ENV_IMEX_CHANNELS, v)])).unwrap();
+            let r = ExtraRequest::from_env(&env(&[(ENV_IMEX_CHANNELS, v)]), false).unwrap();
             assert!(r.is_empty());
         }
-        let r = ExtraRequest::from_env(&env(&[(ENV_IMEX_CHANNELS, "all")])).unwrap();
+        let r = ExtraRequest::from_env(&env(&[(ENV_IMEX_CHANNELS, "all")]), false).unwrap();
         assert_eq!(r.imex, ImexRequest::All);
     }
 
@@ -352,10 +491,12 @@ mod tests {
                     minor: 0,
                 },
             ],
+            ..ExtraDevices::default()
         };
         let req = ExtraRequest {
             imex: ImexRequest::All,
             gated: [Gated::Gds].into(),
+            ..ExtraRequest::default()
         };
         assert_eq!(
             extra_nodes(&req, &host).unwrap(),
@@ -368,7 +509,7 @@ mod tests {
         );
         let req = ExtraRequest {
             imex: ImexRequest::Channels([3].into()),
-            gated: BTreeSet::new(),
+            ..ExtraRequest::default()
         };
         assert_eq!(
             extra_nodes(&req, &host).unwrap_err(),
@@ -378,8 +519,8 @@ mod tests {
             }
         );
         let req = ExtraRequest {
-            imex: ImexRequest::None,
             gated: [Gated::Mofed].into(),
+            ..ExtraRequest::default()
         };
         assert_eq!(
             extra_nodes(&req, &host).unwrap_err(),

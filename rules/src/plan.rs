@@ -52,7 +52,7 @@ use crate::capability::{Capabilities, Capability};
 use crate::compat::{compat_considered, compat_dir, forward_compat, CompatDecision};
 use crate::config::Config;
 use crate::device::{resolve, DeviceRequest, PciBusId, Selection};
-use crate::extra_devices::{extra_nodes, Gated};
+use crate::extra_devices::{extra_nodes, mig_control_nodes, Gated};
 use crate::files::{
     binary_spec, library_capabilities, library_dir, library_spec, ElfClass, FileKind, BINARY_DIR,
 };
@@ -125,6 +125,8 @@ pub enum NodeRole {
         /// The family.
         family: crate::extra_devices::Gated,
     },
+    /// The MIG config or monitor capability (`NVIDIA_MIG_*_DEVICES`).
+    MigControl,
 }
 
 /// A device node to create (same path on the host under its dev root).
@@ -858,6 +860,15 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
             None => NodeRole::Imex { channel: minor },
         };
         b.node(&path, major, minor, role);
+    }
+    for (path, major, minor, access) in
+        mig_control_nodes(&req.extra, &inv.extra_devices, majors.caps_major)
+            .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?
+    {
+        b.node(&path, major, minor, NodeRole::MigControl);
+        mig_access.push(cpath(access));
+        mig_access.sort();
+        mig_access.dedup();
     }
     let dev_links =
         if !v1 && (caps.contains(Capability::Graphics) || caps.contains(Capability::Display)) {

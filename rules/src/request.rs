@@ -409,7 +409,8 @@ impl Request {
             None => Capabilities::default_set().intersection(supported),
         };
 
-        let extra = ExtraRequest::from_env(env).map_err(|e| Refusal::ExtraDevice(Box::new(e)))?;
+        let extra = ExtraRequest::from_env(env, privileged)
+            .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?;
         let requirements = image_requirements(env, config)?;
         let v1_cuda_label = if requirements_disabled(env, config) {
             None

@@ -27,6 +27,8 @@ fn extra_host() -> Inventory {
             minor,
         })
         .to_vec(),
+        mig_config_minor: Some(1),
+        mig_monitor_minor: Some(2),
     };
     inv
 }
@@ -161,4 +163,76 @@ fn refusal_texts() {
     for (inv, env, want) in cases {
         assert_eq!(planned(inv, env).unwrap_err(), *want, "{env:?}");
     }
+}
+
+#[test]
+fn mig_config_and_monitor_for_privileged_containers() {
+    let inv = extra_host();
+    let p = planned(
+        &inv,
+        &[
+            ("NVIDIA_MIG_CONFIG_DEVICES", "all"),
+            ("NVIDIA_MIG_MONITOR_DEVICES", "all"),
+        ],
+    )
+    .unwrap();
+    let control: Vec<String> = p
+        .device_nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::MigControl)
+        .map(|n| format!("{} {}:{}", n.path, n.major, n.minor))
+        .collect();
+    assert_eq!(
+        control,
+        [
+            "/dev/nvidia-caps/nvidia-cap1 509:1",
+            "/dev/nvidia-caps/nvidia-cap2 509:2"
+        ]
+    );
+    let access: Vec<&str> = p
+        .proc_mask
+        .as_ref()
+        .unwrap()
+        .mig_access
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    assert_eq!(
+        access,
+        [
+            "/proc/driver/nvidia/capabilities/mig/config",
+            "/proc/driver/nvidia/capabilities/mig/monitor"
+        ]
+    );
+    assert!(planned(&inv, &[])
+        .unwrap()
+        .device_nodes
+        .iter()
+        .all(|n| n.role != NodeRole::MigControl));
+
+    // Refusals: unprivileged, a bad value, a host without the capability.
+    let cfg = Config::default();
+    let unprivileged = rules::Request::from_container(
+        &env(&[
+            ("NVIDIA_VISIBLE_DEVICES", "0"),
+            ("NVIDIA_MIG_CONFIG_DEVICES", "all"),
+        ]),
+        &Default::default(),
+        false,
+        rules::RootfsFlavor::DebianLike,
+        &cfg,
+    )
+    .unwrap_err();
+    assert_eq!(
+        unprivileged.to_string(),
+        "NVIDIA_MIG_CONFIG_DEVICES needs a privileged container (CAP_SYS_ADMIN), as with the NVIDIA Container Toolkit: run it privileged or unset NVIDIA_MIG_CONFIG_DEVICES"
+    );
+    assert_eq!(
+        planned(&inv, &[("NVIDIA_MIG_MONITOR_DEVICES", "0")]).unwrap_err(),
+        "invalid NVIDIA_MIG_MONITOR_DEVICES=\"0\": expected all or none"
+    );
+    assert_eq!(
+        planned(&host(1), &[("NVIDIA_MIG_MONITOR_DEVICES", "all")]).unwrap_err(),
+        "NVIDIA_MIG_MONITOR_DEVICES=all asks for the MIG monitor capability, but this host has none (/proc/driver/nvidia/capabilities/mig/monitor is missing, or nvidia-caps is not in /proc/devices): use a driver with MIG support or unset NVIDIA_MIG_MONITOR_DEVICES"
+    );
 }

@@ -167,3 +167,94 @@ fn absent_devices_are_refused_v1() {
         assert!(!out.stdout.contains("started"), "{out}");
     }
 }
+
+const MIG_SCRIPT: &str = r#"for n in /dev/nvidia-caps/*; do [ -c "$n" ] && echo "node $n $(stat -c '%t:%T' "$n")"; done
+for f in config monitor; do [ -f /proc/driver/nvidia/capabilities/mig/$f ] && echo "access $f $(grep DeviceFileMinor /proc/driver/nvidia/capabilities/mig/$f)"; done
+echo done"#;
+
+fn privileged(b: e2e::BundleBuilder) -> e2e::BundleBuilder {
+    b.with_config(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            if let Some(list) = c["process"]["capabilities"][set].as_array_mut() {
+                list.push("CAP_SYS_ADMIN".into());
+            }
+        }
+    })
+}
+
+#[track_caller]
+fn check_mig_control(stdout: &str, context: &dyn std::fmt::Display) {
+    let lines: BTreeSet<&str> = stdout.lines().collect();
+    // nvidia-caps is 509 (0x1fd) on the simulated host.
+    for want in [
+        "node /dev/nvidia-caps/nvidia-cap1 1fd:1",
+        "node /dev/nvidia-caps/nvidia-cap2 1fd:2",
+        "access config DeviceFileMinor: 1",
+        "access monitor DeviceFileMinor: 2",
+        "done",
+    ] {
+        assert!(lines.contains(want), "{want}: {context}");
+    }
+}
+
+/// `NVIDIA_MIG_CONFIG_DEVICES` and `NVIDIA_MIG_MONITOR_DEVICES` in a
+/// privileged container: the capability nodes and their access files.
+#[test]
+fn hook_mig_config_and_monitor_v1() {
+    require!(Prereq::Runc, CgroupVersion::V1.prereq());
+    let host = host(false);
+    let bundle = privileged(Bundle::builder(Variant::Debian))
+        .sh(MIG_SCRIPT)
+        .env("NVIDIA_VISIBLE_DEVICES", "0")
+        .env("NVIDIA_MIG_CONFIG_DEVICES", "all")
+        .env("NVIDIA_MIG_MONITOR_DEVICES", "all")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_success();
+    check_mig_control(&out.stdout, &out);
+
+    // Not asked: neither node nor file.
+    let bundle = privileged(Bundle::builder(Variant::Debian))
+        .sh(MIG_SCRIPT)
+        .env("NVIDIA_VISIBLE_DEVICES", "0")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "done", "{out}");
+
+    // Unprivileged: refused.
+    let bundle = Bundle::builder(Variant::Debian)
+        .sh("echo started")
+        .env("NVIDIA_VISIBLE_DEVICES", "0")
+        .env("NVIDIA_MIG_CONFIG_DEVICES", "all")
+        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
+        .build()
+        .unwrap();
+    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    out.assert_failure();
+    assert!(
+        out.stderr
+            .contains("NVIDIA_MIG_CONFIG_DEVICES needs a privileged container"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wrapper_mig_config_and_monitor_v2() {
+    require!(Prereq::Runc, CgroupVersion::V2.prereq());
+    let host = host(false);
+    let bundle = privileged(Bundle::builder(Variant::Lib64))
+        .sh(MIG_SCRIPT)
+        .env("NVIDIA_VISIBLE_DEVICES", "0")
+        .env("NVIDIA_MIG_CONFIG_DEVICES", "all")
+        .env("NVIDIA_MIG_MONITOR_DEVICES", "all")
+        .build()
+        .unwrap();
+    let out = wrapped_runc_run(&host, &bundle, CgroupVersion::V2).unwrap();
+    out.assert_success();
+    check_mig_control(&out.stdout, &out);
+}

@@ -86,11 +86,22 @@ pub fn extra_devices(proc_root: &Path, dev_root: &Path) -> ExtraDevices {
         }
     }
     nodes.sort();
+    let mig = proc_root.join("driver/nvidia/capabilities/mig");
     ExtraDevices {
         imex_major,
         imex_channels,
         nodes,
+        mig_config_minor: device_file_minor(&mig.join("config")),
+        mig_monitor_minor: device_file_minor(&mig.join("monitor")),
     }
+}
+
+/// `DeviceFileMinor: <n>` of a capability access file.
+fn device_file_minor(path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("DeviceFileMinor:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
