@@ -38,6 +38,7 @@ impl Builder<'_> {
         let mut links = Vec::new();
         let inv = self.inv;
         for g in gpus.iter().filter(|g| g.whole) {
+            let mut bus = None;
             for d in inv.drm.iter().filter(|d| d.bus_id == g.bus_id) {
                 let (Some(kind), Some(node)) = (d.by_path_kind(), fname(&d.name)) else {
                     continue;
@@ -48,7 +49,10 @@ impl Builder<'_> {
                     d.minor,
                     NodeRole::Drm { index: g.index },
                 );
-                let [bus, _] = g.bus_id.proc_names();
+                let bus = bus.get_or_insert_with(|| {
+                    let [bus16, _] = g.bus_id.proc_names();
+                    bus16
+                });
                 if let Some(name) = fname(&format!("pci-{bus}-{kind}")) {
                     links.push(DevLink {
                         link: cpath(BY_PATH_DIR).join(&name),
