@@ -536,6 +536,15 @@ pub fn apply_in_root(
         root.symlink_in(dir, &l.link, &l.target)?;
         log::debug!("symlink {} -> {}", l.link, l.target);
     }
+    for l in &plan.dev_links {
+        let Some(parent) = l.link.parent() else {
+            continue;
+        };
+        let dir = dirs.get(&parent)?;
+        let target = l.target();
+        root.symlink_to(dir, &l.link, &target)?;
+        log::debug!("symlink {} -> {target}", l.link);
+    }
 
     if let Some(p) = proc {
         mask_proc(root, p)?;

@@ -33,6 +33,8 @@ pub const ENV_DRIVER_ROOT: &str = "NVIDIA_DOCKER_DRIVER_ROOT";
 pub const ENV_DEV_ROOT: &str = "NVIDIA_DOCKER_DEV_ROOT";
 /// Environment override of [`HostPaths::proc_root`].
 pub const ENV_PROC_ROOT: &str = "NVIDIA_DOCKER_PROC_ROOT";
+/// Environment override of [`HostPaths::sys_root`].
+pub const ENV_SYS_ROOT: &str = "NVIDIA_DOCKER_SYS_ROOT";
 /// Environment override of [`HostPaths::cgroup_root`].
 pub const ENV_CGROUP_ROOT: &str = "NVIDIA_DOCKER_CGROUP_ROOT";
 /// Environment override of [`HostPaths::ldconfig`].
@@ -65,6 +67,9 @@ pub struct HostPaths {
     pub procfs: PathBuf,
     /// The host's cgroup mount root (`/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
+    /// Where the GPUs' sysfs entries are (`/sys`: DRM nodes are found
+    /// under `bus/pci/devices/<bus id>/drm`).
+    pub sys_root: PathBuf,
     /// The driver root's linker cache (`<driver_root>/etc/ld.so.cache`).
     pub ld_cache: PathBuf,
     /// The host's `ldconfig`, run inside containers (`/sbin/ldconfig`).
@@ -84,6 +89,7 @@ impl Default for HostPaths {
             proc_root: PathBuf::from("/proc"),
             procfs: PathBuf::from("/proc"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            sys_root: PathBuf::from("/sys"),
             ld_cache: PathBuf::from("/etc/ld.so.cache"),
             ldconfig: PathBuf::from("/sbin/ldconfig"),
             nvml_lib: None,
@@ -371,6 +377,7 @@ struct HostSection {
     dev_root: Option<PathBuf>,
     proc_root: Option<PathBuf>,
     cgroup_root: Option<PathBuf>,
+    sys_root: Option<PathBuf>,
     nvml_lib: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     nvml_timeout: Option<f64>,
@@ -641,6 +648,9 @@ impl HookConfig {
             if let Some(v) = h.cgroup_root {
                 self.paths.cgroup_root = absolute(o, "cgroup-root", v)?;
             }
+            if let Some(v) = h.sys_root {
+                self.paths.sys_root = absolute(o, "sys-root", v)?;
+            }
             if let Some(v) = h.nvml_lib {
                 self.paths.nvml_lib = Some(absolute(o, "nvml-lib", v)?);
             }
@@ -690,6 +700,9 @@ impl HookConfig {
         }
         if let Some(p) = path(ENV_CGROUP_ROOT)? {
             self.paths.cgroup_root = p;
+        }
+        if let Some(p) = path(ENV_SYS_ROOT)? {
+            self.paths.sys_root = p;
         }
         if let Some(p) = path(ENV_LDCONFIG)? {
             self.paths.ldconfig = p;

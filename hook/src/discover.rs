@@ -15,7 +15,9 @@
 //! which refuses symlinks that lead out of the root.
 #![forbid(unsafe_code)]
 
+pub mod drm;
 pub mod elf;
+pub mod extra;
 pub mod loader;
 pub mod nvml;
 pub mod probe;

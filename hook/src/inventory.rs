@@ -269,6 +269,9 @@ fn discover_with_fingerprint(
     }
     let loader_files =
         discover::loader::find_loader_files(&mut resolver, &files, &facts.driver_version);
+    let gpus = gpus(&facts)?;
+    let drm = discover::drm::drm_nodes(&paths.sys_root, &gpus);
+    let extra_devices = discover::extra::extra_devices(&paths.proc_root, &paths.dev_root);
     let inv = Inventory {
         driver_version,
         cuda_version: facts
@@ -285,9 +288,11 @@ fn discover_with_fingerprint(
             uvm_tools: nodes.uvm_tools,
             modeset: nodes.modeset,
         },
-        gpus: gpus(&facts)?,
+        gpus,
         files,
         loader_files,
+        drm,
+        extra_devices,
     };
     inv.validate().map_err(InventoryError::Inconsistent)?;
     Ok((inv, fingerprint))

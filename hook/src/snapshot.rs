@@ -127,6 +127,9 @@ pub struct Settings {
     pub binary_path: Vec<String>,
     /// MPS pipe directory.
     pub mps_pipe_dir: String,
+    /// Sysfs root (DRM nodes).
+    #[serde(default)]
+    pub sys_root: PathBuf,
 }
 
 impl Settings {
@@ -140,6 +143,7 @@ impl Settings {
             nvml_lib: cfg.paths.nvml_lib.clone(),
             binary_path: cfg.binary_path.clone(),
             mps_pipe_dir: cfg.mps_pipe_dir.clone(),
+            sys_root: cfg.paths.sys_root.clone(),
         }
     }
 }
@@ -353,9 +357,21 @@ fn node(name: String, meta: &Metadata) -> DevNode {
     DevNode { name, kind, rdev }
 }
 
-/// The `nvidia*` entries of `dev_root` (and of its `nvidia-caps/`), sorted.
+/// Entries of the dev root besides `nvidia*` whose change means
+/// rediscovery: GDRCopy, InfiniBand (MOFED) and the DRM nodes.
+const EXTRA_DEV_ENTRIES: &[&str] = &["gdrdrv", "infiniband", "dri"];
+/// Directories of the dev root whose entries are fingerprinted too.
+const DEV_SUBDIRS: &[&str] = &[
+    "nvidia-caps",
+    "nvidia-caps-imex-channels",
+    "infiniband",
+    "dri",
+];
+
+/// The `nvidia*`, `gdrdrv`, `infiniband` and `dri` entries of `dev_root`
+/// (and of its [`DEV_SUBDIRS`]), sorted.
 pub fn dev_nodes(dev_root: &Path) -> Result<Vec<DevNode>, FingerprintError> {
-    let list = |dir: &Path| -> Result<Vec<(String, Metadata)>, FingerprintError> {
+    let list = |dir: &Path, all: bool| -> Result<Vec<(String, Metadata)>, FingerprintError> {
         let err = |source| FingerprintError::Stat {
             path: dir.to_path_buf(),
             source,
@@ -366,7 +382,7 @@ pub fn dev_nodes(dev_root: &Path) -> Result<Vec<DevNode>, FingerprintError> {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if !name.starts_with("nvidia") {
+            if !all && !name.starts_with("nvidia") && !EXTRA_DEV_ENTRIES.contains(&name.as_str()) {
                 continue;
             }
             let path = entry.path();
@@ -377,9 +393,9 @@ pub fn dev_nodes(dev_root: &Path) -> Result<Vec<DevNode>, FingerprintError> {
         Ok(out)
     };
     let mut nodes = Vec::new();
-    for (name, meta) in list(dev_root)? {
-        if name == "nvidia-caps" && meta.is_dir() {
-            for (sub, m) in list(&dev_root.join(&name))? {
+    for (name, meta) in list(dev_root, false)? {
+        if DEV_SUBDIRS.contains(&name.as_str()) && meta.is_dir() {
+            for (sub, m) in list(&dev_root.join(&name), true)? {
                 nodes.push(node(format!("{name}/{sub}"), &m));
             }
         }

@@ -92,6 +92,7 @@ impl Sim {
             paths: HostPaths {
                 dev_root: l.dev_root.clone(),
                 proc_root: l.proc_root.clone(),
+                sys_root: l.sys_root.clone(),
                 cache_dir: self.cache_dir(),
                 ..HostPaths::with_driver_root(&l.driver_root)
             },
@@ -120,10 +121,11 @@ impl Sim {
         let l = &self.layout;
         let config = self.dir.path().join("config.toml");
         let text = format!(
-            "[nvidia-container-cli]\nroot = {:?}\n[host]\ndev-root = {:?}\nproc-root = {:?}\ncache-dir = {:?}\n",
+            "[nvidia-container-cli]\nroot = {:?}\n[host]\ndev-root = {:?}\nproc-root = {:?}\nsys-root = {:?}\ncache-dir = {:?}\n",
             l.driver_root.display().to_string(),
             l.dev_root.display().to_string(),
             l.proc_root.display().to_string(),
+            l.sys_root.display().to_string(),
             self.cache_dir().display().to_string(),
         );
         std::fs::write(&config, text).unwrap();
@@ -287,6 +289,21 @@ fn check_matches(sim: &Sim, inv: &Inventory) {
     assert_eq!(paths_of(inv, FileKind::Binary), want);
     let want: BTreeSet<String> = m.firmware.iter().cloned().collect();
     assert_eq!(paths_of(inv, FileKind::Firmware), want);
+    // DRM nodes: each GPU's, by bus id, from sysfs (not the board's card0).
+    let want: Vec<(String, String, u32)> = fixtures::driver_root::sysfs::drm_nodes(desc)
+        .into_iter()
+        .filter(|n| n.bus_id != fixtures::driver_root::sysfs::BOARD_VGA_BUS_ID)
+        .map(|n| (n.bus_id, n.name, n.minor))
+        .collect();
+    let got: Vec<(String, String, u32)> = inv
+        .drm
+        .iter()
+        .map(|d| {
+            assert_eq!(d.major, 226);
+            (d.bus_id.proc_names()[0].clone(), d.name.clone(), d.minor)
+        })
+        .collect();
+    assert_eq!(got, want);
     // Loader files: every one the generator wrote, by the name the loader
     // uses, recorded at the file it resolves to.
     let want: BTreeSet<(String, String)> = m
@@ -1085,6 +1102,7 @@ fn hook_flags_and_env_override_the_file() {
         .env("NVIDIA_DOCKER_CONFIG", "")
         .env("NVIDIA_DOCKER_DRIVER_ROOT", &l.driver_root)
         .env("NVIDIA_DOCKER_DEV_ROOT", &l.dev_root)
+        .env("NVIDIA_DOCKER_SYS_ROOT", &l.sys_root)
         .env("NVIDIA_DOCKER_CACHE_DIR", sim.cache_dir())
         .args(["inventory", "--json", "--proc-root"])
         .arg(&l.proc_root)

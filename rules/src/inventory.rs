@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::device::PciBusId;
+use crate::extra_devices::ExtraDevices;
 use crate::files::{ElfClass, FileKind, Machine};
 use crate::loader_files::LoaderFile;
 use crate::path::HostPath;
@@ -41,6 +42,44 @@ pub struct Inventory {
     /// VDPAU modules ([`crate::loader_files`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loader_files: Vec<LoaderFile>,
+    /// The GPUs' DRM nodes (`/dev/dri/card<N>`, `renderD<N>`), found in
+    /// sysfs by bus id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drm: Vec<DrmNode>,
+    /// IMEX channels and the GPUDirect/NVSwitch nodes
+    /// ([`crate::extra_devices`]).
+    #[serde(default, skip_serializing_if = "ExtraDevices::is_empty")]
+    pub extra_devices: ExtraDevices,
+}
+
+/// A DRM node of a GPU: `<sysfs>/bus/pci/devices/<bus id>/drm/<name>`,
+/// whose `dev` file gives its numbers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrmNode {
+    /// The GPU's PCI location.
+    pub bus_id: PciBusId,
+    /// `card<N>` or `renderD<N>`: the node is `/dev/dri/<name>`.
+    pub name: String,
+    /// Major number (226, `drm`).
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl DrmNode {
+    /// `card` or `render`: the kind udev's `by-path` link names end with,
+    /// or `None` for another name.
+    pub fn by_path_kind(&self) -> Option<&'static str> {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if self.name.strip_prefix("card").is_some_and(digits) {
+            Some("card")
+        } else if self.name.strip_prefix("renderD").is_some_and(digits) {
+            Some("render")
+        } else {
+            None
+        }
+    }
 }
 
 /// Device majors (`/proc/devices`) and control nodes.
@@ -168,6 +207,8 @@ impl Inventory {
             gpus: Vec::new(),
             files: Vec::new(),
             loader_files: Vec::new(),
+            drm: Vec::new(),
+            extra_devices: ExtraDevices::default(),
         }
     }
 

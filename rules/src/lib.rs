@@ -32,6 +32,7 @@ pub mod compat;
 pub mod config;
 pub mod cuda_table;
 pub mod device;
+pub mod extra_devices;
 pub mod files;
 pub mod inventory;
 pub mod loader_files;
@@ -50,8 +51,9 @@ pub use config::{Config, CudaCompatMode, RuntimeMode};
 pub use cuda_table::{CudaTable, TableError};
 pub use device::{DeviceId, DeviceRequest, DeviceSelector, DeviceSource, PciBusId, Selection};
 pub use files::{ElfClass, FileKind, Machine, RootfsFlavor};
-pub use inventory::{DeviceInfo, DriverFile, Gpu, Inventory, MigDevice};
+pub use inventory::{DeviceInfo, DriverFile, DrmNode, Gpu, Inventory, MigDevice};
 pub use path::{ContainerPath, FileName, HostPath};
+pub use plan::DevLink;
 pub use plan::LdCacheEntry;
 pub use plan::{
     plan, AppProfile, DeviceNode, DeviceRule, MountFlags, MountKind, MountOp, NodeRole, NodeType,

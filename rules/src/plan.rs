@@ -31,12 +31,17 @@
 //!   CUDA version counts for `cuda` conditions (it is what the container will
 //!   run). Nothing is mounted from the image.
 //! - **Order.** Device nodes: nvidiactl, uvm, uvm-tools, modeset, then GPUs by
-//!   index, then MIG capability nodes by minor. Rules follow the nodes.
+//!   index, then MIG capability nodes by minor, then IMEX channels and the
+//!   gated families' nodes ([`crate::extra_devices`]), then (graphics,
+//!   display) the GPUs' DRM nodes by GPU index. Rules follow the nodes.
 //!   Mounts and symlinks are sorted by container path and deduplicated (the
 //!   smallest source, then kind and flags, wins), so the plan does not depend on the inventory's
 //!   file order.
 
+mod drm;
 mod loader;
+
+pub use drm::DevLink;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -47,6 +52,7 @@ use crate::capability::{Capabilities, Capability};
 use crate::compat::{compat_considered, compat_dir, forward_compat, CompatDecision};
 use crate::config::Config;
 use crate::device::{resolve, DeviceRequest, PciBusId, Selection};
+use crate::extra_devices::{extra_nodes, mig_control_nodes, Gated};
 use crate::files::{
     binary_spec, library_capabilities, library_dir, library_spec, ElfClass, FileKind, Machine,
     BINARY_DIR,
@@ -105,6 +111,23 @@ pub enum NodeRole {
         /// NVML index of the parent.
         index: u32,
     },
+    /// `/dev/dri/card<N>` or `renderD<N>` of GPU `index`.
+    Drm {
+        /// NVML index.
+        index: u32,
+    },
+    /// `/dev/nvidia-caps-imex-channels/channel<N>`.
+    Imex {
+        /// The channel.
+        channel: u32,
+    },
+    /// A node of a gated family (`NVIDIA_GDS`, ...).
+    Gated {
+        /// The family.
+        family: crate::extra_devices::Gated,
+    },
+    /// The MIG config or monitor capability (`NVIDIA_MIG_*_DEVICES`).
+    MigControl,
 }
 
 /// A device node to create (same path on the host under its dev root).
@@ -349,6 +372,9 @@ pub struct Plan {
     pub app_profile: Option<AppProfile>,
     /// v1 Docker volumes.
     pub v1_volumes: Vec<V1VolumeRef>,
+    /// Links to device nodes (`/dev/dri/by-path`), by link path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dev_links: Vec<DevLink>,
     /// The entries glibc's `ldconfig` would add to the container's linker
     /// cache for the driver libraries and the links this plan creates
     /// (`docs/linker-cache.md`), in the order it would scan them.
@@ -390,6 +416,7 @@ impl Plan {
             app_profile: None,
             v1_volumes: Vec::new(),
             ld_cache: Vec::new(),
+            dev_links: Vec::new(),
         }
     }
 }
@@ -684,7 +711,10 @@ impl Builder<'_> {
                     } else {
                         self.cfg.mount_persistenced
                     };
-                    if wanted && caps.contains(Capability::Utility) {
+                    // NVSwitch systems' containers talk to the fabric
+                    // manager whatever their capabilities.
+                    let nvswitch = fabric && req.extra.gated.contains(&Gated::Nvswitch);
+                    if wanted && (caps.contains(Capability::Utility) || nvswitch) {
                         self.mount(
                             self.source(&f.path),
                             f.path.to_container(),
@@ -864,6 +894,30 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     }
     mig_access.sort();
     mig_access.dedup();
+    for (path, major, minor) in extra_nodes(&req.extra, &inv.extra_devices)
+        .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?
+    {
+        let role = match Gated::of_path(&path) {
+            Some(family) => NodeRole::Gated { family },
+            None => NodeRole::Imex { channel: minor },
+        };
+        b.node(&path, major, minor, role);
+    }
+    for (path, major, minor, access) in
+        mig_control_nodes(&req.extra, &inv.extra_devices, majors.caps_major)
+            .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?
+    {
+        b.node(&path, major, minor, NodeRole::MigControl);
+        mig_access.push(cpath(access));
+        mig_access.sort();
+        mig_access.dedup();
+    }
+    let dev_links =
+        if !v1 && (caps.contains(Capability::Graphics) || caps.contains(Capability::Display)) {
+            b.drm_nodes(&gpus)
+        } else {
+            Vec::new()
+        };
 
     let device_rules = if cfg.no_cgroups {
         Vec::new()
@@ -955,6 +1009,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
         app_profile,
         v1_volumes,
         ld_cache,
+        dev_links,
     })
 }
 

@@ -201,6 +201,9 @@ pub enum Refusal {
     /// the configuration does not accept.
     #[error("NVIDIA_VISIBLE_DEVICES={path} asks for the GPUs mounted under {path}, but accept-nvidia-visible-devices-as-volume-mounts is false: set it to true in the configuration (the device plugin's DEVICE_LIST_STRATEGY=volume-mounts), or use another strategy", path = crate::sources::VOLUME_MOUNT_ROOT)]
     VolumeMountsNotAccepted,
+    /// IMEX channels or a gated device family that cannot be given.
+    #[error("{0}")]
+    ExtraDevice(Box<crate::extra_devices::ExtraDeviceRefusal>),
     /// v1's REST `vol=` names an unknown volume.
     #[error("invalid volume: {name}")]
     V1InvalidVolume {

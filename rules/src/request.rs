@@ -33,6 +33,7 @@ use crate::capability::{Capabilities, Capability, CapabilityError};
 use crate::compat::CompatLib;
 use crate::config::Config;
 use crate::device::{DeviceId, DeviceRequest, DeviceSource};
+use crate::extra_devices::ExtraRequest;
 use crate::files::RootfsFlavor;
 use crate::refusal::Refusal;
 use crate::require::{parse_disable_require, parse_v1_cuda_label, Requirement};
@@ -178,6 +179,9 @@ pub struct Request {
     pub compat: Option<CompatLib>,
     /// Things to log.
     pub warnings: Vec<Warning>,
+    /// IMEX channels and gated devices asked for ([`crate::extra_devices`]).
+    #[serde(default)]
+    pub extra: ExtraRequest,
 }
 
 /// True when the OCI `process.capabilities.bounding` list holds
@@ -442,6 +446,7 @@ impl Request {
             rootfs,
             compat: None,
             warnings,
+            extra: ExtraRequest::default(),
         }
     }
 
@@ -557,6 +562,8 @@ impl Request {
             None => Capabilities::default_set().intersection(supported),
         };
 
+        let extra = ExtraRequest::from_env(env, privileged)
+            .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?;
         let requirements = image_requirements(env, config)?;
         let v1_cuda_label = if requirements_disabled(env, config) {
             None
@@ -575,6 +582,7 @@ impl Request {
             rootfs,
             compat: None,
             warnings,
+            extra,
         })
     }
 
@@ -643,6 +651,7 @@ impl Request {
             rootfs: RootfsFlavor::default(),
             compat: None,
             warnings,
+            extra: ExtraRequest::default(),
         })
     }
 
@@ -685,6 +694,7 @@ impl Request {
             rootfs: RootfsFlavor::default(),
             compat: None,
             warnings: Vec::new(),
+            extra: ExtraRequest::default(),
         })
     }
 }

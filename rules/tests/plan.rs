@@ -183,7 +183,9 @@ fn all_capabilities() {
             "/dev/nvidia-uvm 508:0",
             "/dev/nvidia-uvm-tools 508:1",
             "/dev/nvidia-modeset 195:254",
-            "/dev/nvidia1 195:1"
+            "/dev/nvidia1 195:1",
+            "/dev/dri/card2 226:2",
+            "/dev/dri/renderD129 226:129",
         ]
     );
     assert_eq!(p.device_nodes[3].role, NodeRole::Modeset);

@@ -143,6 +143,7 @@ impl SimHost {
             ("NVIDIA_DOCKER_DRIVER_ROOT", s(&self.layout.driver_root)),
             ("NVIDIA_DOCKER_DEV_ROOT", s(&self.layout.dev_root)),
             ("NVIDIA_DOCKER_PROC_ROOT", s(&self.layout.proc_root)),
+            ("NVIDIA_DOCKER_SYS_ROOT", s(&self.layout.sys_root)),
             ("NVIDIA_DOCKER_CACHE_DIR", s(&self.dir().join("cache"))),
             ("NVML_MOCK_DEV_ROOT", s(&self.layout.dev_root)),
         ]

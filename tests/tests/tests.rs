@@ -14,6 +14,8 @@ mod config_podman;
 mod config_runc;
 mod cri_containerd;
 mod docker;
+mod driver_drm;
+mod driver_extra;
 mod driver_graphics;
 mod driver_params;
 mod everyday;

@@ -250,7 +250,10 @@ fn plan_for(
 }
 
 fn is_device_specific(n: &DeviceNode) -> bool {
-    matches!(n.role, NodeRole::Gpu { .. } | NodeRole::MigCap { .. })
+    matches!(
+        n.role,
+        NodeRole::Gpu { .. } | NodeRole::MigCap { .. } | NodeRole::Drm { .. }
+    )
 }
 
 /// A node as the runtime re-checks it: path and host path only; type and
@@ -352,6 +355,7 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
         cuda_compat_host_driver: (cfg.cuda_compat == rules::CudaCompatMode::Ldconfig
             && all.capabilities.contains(rules::Capability::Compute))
         .then(|| inv.driver_version.clone()),
+        dev_links: Vec::new(),
         debug: false,
     };
     if let Some(entry) = hook::runtime::hook_entry(&fixups, &opts.hook_path, &opts.hook_env) {
@@ -370,6 +374,21 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
         } else {
             plan_for(inv, &name, opts, cfg)?
         };
+        // The device's own `/dev/dri/by-path` links, made by its own hook.
+        let links = Fixups {
+            dev_links: plan.dev_links.clone(),
+            ..Fixups::default()
+        };
+        let hooks = hook::runtime::hook_entry(&links, &opts.hook_path, &opts.hook_env)
+            .map(|entry| CdiHook {
+                hook_name: "createContainer".to_owned(),
+                path: entry.path,
+                args: entry.args,
+                env: entry.env,
+                timeout: Some(entry.timeout),
+            })
+            .into_iter()
+            .collect();
         devices.push(Device {
             name,
             container_edits: ContainerEdits {
@@ -379,6 +398,7 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
                     .filter(|n| is_device_specific(n))
                     .map(|n| node(n, &opts.dev_root))
                     .collect(),
+                hooks,
                 ..ContainerEdits::default()
             },
         });

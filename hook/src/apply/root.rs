@@ -424,6 +424,18 @@ impl ContainerRoot {
         link: &ContainerPath,
         target: &FileName,
     ) -> Result<(), RootError> {
+        self.symlink_to(dir, link, target.as_str())
+    }
+
+    /// [`ContainerRoot::symlink_in`] with any relative target (`../card1`
+    /// for a `/dev/dri/by-path` link): the link is made by `symlinkat` in
+    /// `dir` and never followed.
+    pub fn symlink_to(
+        &self,
+        dir: &OwnedFd,
+        link: &ContainerPath,
+        target: &str,
+    ) -> Result<(), RootError> {
         let (_, name) = split(link)?;
         let err = |source| RootError::Symlink {
             link: link.clone(),
@@ -431,13 +443,13 @@ impl ContainerRoot {
             source: Box::new(source),
         };
         // The common case: nothing there yet.
-        match fs::symlinkat(target.as_str(), dir, name.as_str()) {
+        match fs::symlinkat(target, dir, name.as_str()) {
             Ok(()) => return Ok(()),
             Err(e) if e.errno() == Errno::EEXIST => {}
             Err(e) => return Err(err(e)),
         }
         if let Ok(current) = fs::readlinkat(dir, name.as_str()) {
-            if current.as_encoded_bytes() == target.as_str().as_bytes() {
+            if current.as_encoded_bytes() == target.as_bytes() {
                 return Ok(());
             }
         }
@@ -447,7 +459,7 @@ impl ContainerRoot {
             Err(e) if e.errno() == Errno::ENOENT => {}
             Err(e) => return Err(err(e)),
         }
-        fs::symlinkat(target.as_str(), dir, &tmp).map_err(err)?;
+        fs::symlinkat(target, dir, &tmp).map_err(err)?;
         if let Err(e) = fs::renameat(dir, &tmp, name.as_str()) {
             let _ = fs::unlinkat(dir, &tmp, false);
             return Err(err(e));

@@ -31,7 +31,8 @@ use hook::state::State;
 pub struct CreateContainerArgs {
     /// What to do, as the runc wrapper or the CDI spec wrote it: --link
     /// TARGET::LINK, --ldconfig-dir DIR, --mask-proc [--proc-gpu BUS]
-    /// [--mig-access PATH], --app-profile [--app-profile-minor N], --debug.
+    /// [--mig-access PATH], --app-profile [--app-profile-minor N], --dev-link
+    /// NODE::LINK, --debug.
     #[arg(num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
     pub fixups: Vec<String>,
 }
@@ -51,7 +52,11 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     caps::keep(caps::Step::Hook)?;
     let plan = fixups.to_plan();
     let root = ContainerRoot::open(&bundle.rootfs)?;
-    if !plan.symlinks.is_empty() || plan.proc_mask.is_some() || plan.app_profile.is_some() {
+    if !plan.symlinks.is_empty()
+        || plan.proc_mask.is_some()
+        || plan.app_profile.is_some()
+        || !plan.dev_links.is_empty()
+    {
         let prepared = apply::Prepared::collect(&cfg.paths, &plan, false)?;
         apply::apply_in_root(&root, &plan, prepared)?;
     }

@@ -26,11 +26,15 @@
 //!   driver, put its directory first in the linker cache (the toolkit's
 //!   `enable-cuda-compat --host-driver-version`). The runc wrapper decides
 //!   this in its plan and does not write it.
+//! - `--dev-link <node>::<link>`: the link `<link> -> ../<node>` to a device
+//!   node (`/dev/dri/by-path`).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 
-use rules::{AppProfile, ContainerPath, FileName, PciBusId, Plan, ProcMask, Symlink, Version};
+use rules::{
+    AppProfile, ContainerPath, DevLink, FileName, PciBusId, Plan, ProcMask, Symlink, Version,
+};
 
 /// The hook subcommand the fix-ups run under.
 pub const SUBCOMMAND: &str = "create-container";
@@ -38,6 +42,9 @@ pub const SUBCOMMAND: &str = "create-container";
 /// A fix-up argument the hook does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FixupArgError {
+    /// `--dev-link` without `<node>::<link>`.
+    #[error("--dev-link {0:?}: expected <node>::<link>, the node a file name and the link an absolute, normalised container path")]
+    DevLink(String),
     /// `--link` without `<target>::<link>`.
     #[error("--link {0:?}: expected <target>::<link>, the target a file name and the link an absolute, normalised container path")]
     Link(String),
@@ -59,7 +66,7 @@ pub enum FixupArgError {
     #[error("--cuda-compat-host-driver {0:?}: expected a driver version such as 535.104.05")]
     HostDriver(String),
     /// A flag this mode does not know.
-    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --debug)")]
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --debug)")]
     Unknown(String),
     /// A flag given without its value.
     #[error("{0} needs a value")]
@@ -79,6 +86,8 @@ pub struct Fixups {
     pub app_profile: Option<AppProfile>,
     /// The forward-compatibility step against this host driver.
     pub cuda_compat_host_driver: Option<Version>,
+    /// Links to device nodes.
+    pub dev_links: Vec<DevLink>,
     /// `--debug` was given.
     pub debug: bool,
 }
@@ -92,6 +101,7 @@ impl Fixups {
             proc_mask: plan.proc_mask.clone(),
             app_profile: plan.app_profile.clone(),
             cuda_compat_host_driver: None,
+            dev_links: plan.dev_links.clone(),
             debug: false,
         }
     }
@@ -103,6 +113,7 @@ impl Fixups {
             && self.proc_mask.is_none()
             && self.app_profile.is_none()
             && self.cuda_compat_host_driver.is_none()
+            && self.dev_links.is_empty()
     }
 
     /// The arguments after the subcommand, in a fixed order (links by link
@@ -140,6 +151,12 @@ impl Fixups {
         if let Some(v) = &self.cuda_compat_host_driver {
             args.push("--cuda-compat-host-driver".to_owned());
             args.push(v.to_string());
+        }
+        let mut dev_links: Vec<&DevLink> = self.dev_links.iter().collect();
+        dev_links.sort();
+        for l in dev_links {
+            args.push("--dev-link".to_owned());
+            args.push(format!("{}::{}", l.node, l.link));
         }
         if self.debug {
             args.push("--debug".to_owned());
@@ -192,6 +209,7 @@ impl Fixups {
                     f.cuda_compat_host_driver =
                         Some(Version::parse(&v).map_err(|_| FixupArgError::HostDriver(v))?);
                 }
+                "--dev-link" => f.dev_links.push(parse_dev_link(&value(flag)?)?),
                 "--debug" => f.debug = true,
                 other => return Err(FixupArgError::Unknown(other.to_owned())),
             }
@@ -228,6 +246,7 @@ impl Fixups {
             app_profile: self.app_profile.clone(),
             v1_volumes: Vec::new(),
             ld_cache: Vec::new(),
+            dev_links: self.dev_links.clone(),
         }
     }
 }
@@ -236,6 +255,16 @@ fn parse_path(flag: &'static str, value: &str) -> Result<ContainerPath, FixupArg
     ContainerPath::new(value).map_err(|_| FixupArgError::Path {
         flag,
         value: value.to_owned(),
+    })
+}
+
+fn parse_dev_link(value: &str) -> Result<DevLink, FixupArgError> {
+    let bad = || FixupArgError::DevLink(value.to_owned());
+    let at = value.find("::/").ok_or_else(bad)?;
+    let (node, link) = (&value[..at], &value[at + 2..]);
+    Ok(DevLink {
+        link: ContainerPath::new(link).map_err(|_| bad())?,
+        node: FileName::new(node).map_err(|_| bad())?,
     })
 }
 
@@ -278,6 +307,10 @@ mod tests {
             }),
             app_profile: Some(AppProfile { minors: vec![0, 3] }),
             cuda_compat_host_driver: Some(Version::parse("535.104.05").unwrap()),
+            dev_links: vec![DevLink {
+                link: p("/dev/dri/by-path/pci-0000:07:00.0-card"),
+                node: FileName::new("card1").unwrap(),
+            }],
             debug: true,
         };
         let args = f.to_args();

@@ -130,6 +130,24 @@ pub fn host(n: u32) -> Inventory {
     inv.gpus = (0..n).map(gpu).collect();
     inv.files = driver_files(DRIVER);
     inv.loader_files = loader_files(DRIVER);
+    // card0 is the board's own VGA (not a GPU of the inventory): GPU i has
+    // card<i+1> and renderD<128+i>.
+    inv.drm = inv
+        .gpus
+        .iter()
+        .flat_map(|g| {
+            [
+                (format!("card{}", g.index + 1), g.index + 1),
+                (format!("renderD{}", 128 + g.index), 128 + g.index),
+            ]
+            .map(|(name, minor)| rules::DrmNode {
+                bus_id: g.bus_id,
+                name,
+                major: 226,
+                minor,
+            })
+        })
+        .collect();
     inv
 }
 
