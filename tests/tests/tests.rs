@@ -23,6 +23,7 @@ mod hook_podman;
 mod hook_runc;
 mod layering;
 mod no_gpu_warning;
+mod packages;
 mod podman;
 mod runc;
 mod simulated_gpus;
