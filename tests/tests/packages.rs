@@ -181,7 +181,7 @@ fn debs_install_run_verify_and_purge_clean() {
         "usr/bin/nvidia-docker",
         "usr/bin/nvidia-docker-plugin",
         "etc/nvidia-docker/config.toml",
-        "lib/systemd/system/nvidia-docker-plugin.service",
+        "usr/lib/systemd/system/nvidia-docker-plugin.service",
         "usr/share/man/man1/nvidia-docker-hook.1.gz",
         "usr/share/man/man1/nvidia-docker-plugin.1.gz",
         "usr/share/bash-completion/completions/nvidia-docker",
@@ -244,7 +244,7 @@ fn debs_install_run_verify_and_purge_clean() {
         .arg("verify")
         .arg(format!("--root={}", root.display()))
         .arg("--man=no")
-        .arg("/lib/systemd/system/nvidia-docker-plugin.service");
+        .arg("/usr/lib/systemd/system/nvidia-docker-plugin.service");
     let v = sh(&mut verify, 60);
     v.assert_success();
     assert_eq!(v.stderr.trim(), "", "systemd-analyze verify:\n{v}");
