@@ -34,6 +34,7 @@ mod k8s_runc;
 mod layering;
 mod ldcache_bench;
 mod no_gpu_warning;
+mod packages;
 mod podman;
 mod real_driver;
 mod real_driver_runtimes;
