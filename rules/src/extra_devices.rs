@@ -1,5 +1,5 @@
 //! Devices beyond the GPUs, each given only when the container asks (the
-//! toolkit's gated modifiers and IMEX channels, container-toolkit.md §7):
+//! toolkit's gated modifiers and IMEX channels, `docs/toolkit.md` §4):
 //!
 //! - `NVIDIA_IMEX_CHANNELS=all|<n>,<m>`: `/dev/nvidia-caps-imex-channels/channel<n>`,
 //!   major `nvidia-caps-imex-channels` of `/proc/devices`, minor `n`;

@@ -1,7 +1,6 @@
 //! Driver files that are not libraries in the linker's path: the JSON files
 //! the GLVND, EGL, Vulkan and OpenCL loaders read, the X server's modules,
-//! the GBM backend and VDPAU's module directory (container-toolkit.md §4
-//! "graphics" and §7 "graphics"; NCT `internal/discover/graphics.go`).
+//! the GBM backend and VDPAU's module directory (`docs/toolkit.md` §3).
 //!
 //! Each entry says which capability brings it, where the host keeps it
 //! (searched in order, relative to the driver root; `{lib}` stands for each

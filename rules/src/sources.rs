@@ -1,6 +1,6 @@
 //! Device lists as Kubernetes' NVIDIA device plugin hands them over, besides
 //! the `NVIDIA_VISIBLE_DEVICES` variable (its `DEVICE_LIST_STRATEGY`,
-//! container-toolkit.md §1 and §7):
+//! `docs/toolkit.md` §7):
 //!
 //! - `volume-mounts`: `NVIDIA_VISIBLE_DEVICES=/var/run/nvidia-container-devices`
 //!   and one mount per device at `/var/run/nvidia-container-devices/<id>`
