@@ -378,64 +378,43 @@ fn assert_real_answers(host: &RealHost, out: &e2e::Output) {
     assert_eq!(get("smi.exit"), "9", "{out}");
 }
 
-#[test]
-fn probe_535_debian_v1() {
+/// The probe in a runc container of `version` on a real driver root.
+fn probe_case(series: Series, layout: DriverLayout, version: CgroupVersion) {
+    let cgroup = match version {
+        CgroupVersion::V1 => Prereq::CgroupV1,
+        CgroupVersion::V2 => Prereq::CgroupV2,
+    };
     require!(
         BUILD[0],
         BUILD[1],
         BUILD[2],
         Prereq::Runc,
-        Prereq::CgroupV1,
+        cgroup,
         Prereq::Tool("gcc")
     );
-    let host = RealHost::new(Series::R535, DriverLayout::Debian).unwrap();
-    let out = probe_in_runc(&host, CgroupVersion::V1);
+    let host = RealHost::new(series, layout).unwrap();
+    let out = probe_in_runc(&host, version);
     assert_real_answers(&host, &out);
+}
+
+#[test]
+fn probe_535_debian_v1() {
+    probe_case(Series::R535, DriverLayout::Debian, CgroupVersion::V1);
 }
 
 #[test]
 fn probe_535_installer_v2() {
-    require!(
-        BUILD[0],
-        BUILD[1],
-        BUILD[2],
-        Prereq::Runc,
-        Prereq::CgroupV2,
-        Prereq::Tool("gcc")
-    );
-    let host = RealHost::new(Series::R535, DriverLayout::Installer).unwrap();
-    let out = probe_in_runc(&host, CgroupVersion::V2);
-    assert_real_answers(&host, &out);
+    probe_case(Series::R535, DriverLayout::Installer, CgroupVersion::V2);
 }
 
 #[test]
 fn probe_470_installer_v1() {
-    require!(
-        BUILD[0],
-        BUILD[1],
-        BUILD[2],
-        Prereq::Runc,
-        Prereq::CgroupV1,
-        Prereq::Tool("gcc")
-    );
-    let host = RealHost::new(Series::Tesla470, DriverLayout::Installer).unwrap();
-    let out = probe_in_runc(&host, CgroupVersion::V1);
-    assert_real_answers(&host, &out);
+    probe_case(Series::Tesla470, DriverLayout::Installer, CgroupVersion::V1);
 }
 
 #[test]
 fn probe_470_debian_v2() {
-    require!(
-        BUILD[0],
-        BUILD[1],
-        BUILD[2],
-        Prereq::Runc,
-        Prereq::CgroupV2,
-        Prereq::Tool("gcc")
-    );
-    let host = RealHost::new(Series::Tesla470, DriverLayout::Debian).unwrap();
-    let out = probe_in_runc(&host, CgroupVersion::V2);
-    assert_real_answers(&host, &out);
+    probe_case(Series::Tesla470, DriverLayout::Debian, CgroupVersion::V2);
 }
 
 /// A half-finished upgrade: NVML (the running driver) says 535.309.01, the
