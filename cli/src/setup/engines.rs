@@ -548,23 +548,6 @@ mod tests {
             merge_containerd_drop_in(dp, Some(&d3), mp, Some(&main3), None, &opts()).unwrap(),
             d3
         );
-        // containerd 2.x: the runtime alone.
-        let main3 = main
-            .replace("version = 2", "version = 3")
-            .replace("io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime");
-        let d3 = merge_containerd_drop_in(dp, None, mp, Some(&main3), None, &opts()).unwrap();
-        let v: DocumentMut = d3.parse().unwrap();
-        let runtimes = &v["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
-        assert!(runtimes.get("runc").is_none(), "{d3}");
-        assert_eq!(
-            runtimes["nvidia"]["options"]["SystemdCgroup"].as_bool(),
-            Some(true),
-            "{d3}"
-        );
-        assert_eq!(
-            merge_containerd_drop_in(dp, Some(&d3), mp, Some(&main3), None, &opts()).unwrap(),
-            d3
-        );
         let m = add_containerd_import(mp, Some(main), dp).unwrap();
         assert!(
             m.starts_with("version = 2\nimports = [\"/d/99-nvidia.toml\"]\n"),
