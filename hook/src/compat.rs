@@ -43,8 +43,8 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::SFlag;
 use object::elf;
-use object::read::elf::{FileHeader, SectionHeader};
-use object::read::ReadCache;
+use object::read::elf::{FileHeader, Note, NoteHeader as _, NoteIterator, SectionHeader};
+use object::read::{Bytes, FileKind, ReadCache};
 use object::Endianness;
 use rules::compat::COMPAT_DIR;
 use rules::{CompatLib, CompatNote, Version};
@@ -277,13 +277,9 @@ fn read_note(file: File, path: &str) -> Result<Option<CompatNote>, CompatError> 
     let not_elf = || CompatError::NotElf {
         path: path.to_owned(),
     };
-    let ident: &[u8] = object::ReadRef::read_bytes_at(data, 0, 6).map_err(|()| not_elf())?;
-    if &ident[..4] != b"\x7fELF" || ident[5] != elf::ELFDATA2LSB.0 {
-        return Err(not_elf());
-    }
-    let desc = match ident[4] {
-        c if c == elf::ELFCLASS64.0 => note_desc::<elf::FileHeader64<Endianness>, _>(data, path),
-        c if c == elf::ELFCLASS32.0 => note_desc::<elf::FileHeader32<Endianness>, _>(data, path),
+    let desc = match FileKind::parse(data) {
+        Ok(FileKind::Elf64) => note_desc::<elf::FileHeader64<Endianness>, _>(data, path),
+        Ok(FileKind::Elf32) => note_desc::<elf::FileHeader32<Endianness>, _>(data, path),
         _ => return Err(not_elf()),
     }?;
     let Some(desc) = desc else {
@@ -319,6 +315,11 @@ where
         source,
     };
     let header = H::parse(data).map_err(malformed)?;
+    if !header.is_little_endian() {
+        return Err(CompatError::NotElf {
+            path: path.to_owned(),
+        });
+    }
     let endian = header.endian().map_err(malformed)?;
     let table = u64::from(header.shnum(endian, data).map_err(malformed)?)
         .saturating_mul(u64::from(header.e_shentsize(endian)));
@@ -348,43 +349,96 @@ where
         }
     };
     let align: u64 = section.sh_addralign(endian).into();
-    Ok(first_owned_note(bytes, align))
+    match first_owned_note(bytes, align) {
+        Ok(desc) => Ok(desc),
+        Err(e) => {
+            log::warn!("{path} in the container: its {NOTE_SECTION} section is malformed ({e}); ignoring it");
+            Ok(None)
+        }
+    }
 }
 
-/// The descriptor of the first note in `bytes` (a note section whose
-/// `sh_addralign` is `align`) owned by [`NOTE_OWNER`].
+/// The descriptor of the first note owned by [`NOTE_OWNER`] in `bytes`, the
+/// contents of a little-endian note section whose `sh_addralign` is
+/// `align`, read with `object`'s note iterator (32- and 64-bit files lay
+/// notes out alike).
 ///
-/// Notes are walked leniently, as NVIDIA's hook reads them: a descriptor
-/// whose size runs past the section (the padding of Jetson Orin's
-/// library did, NVIDIA/nvidia-container-toolkit commit 232dda7) is cut at
-/// the section's end rather than refused; trailing NULs are the JSON
-/// reader's business.
-pub fn first_owned_note(bytes: &[u8], align: u64) -> Option<Vec<u8>> {
-    let align = if align == 8 { 8 } else { 4 };
-    let word = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at.checked_add(4)?)?;
-        usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
-    };
-    let up = |v: usize| v.checked_add(align - 1).map(|v| v & !(align - 1));
+/// One malformation `object` refuses is accepted, because NVIDIA's hook
+/// accepts it: a descriptor whose size runs past the section's end (the
+/// padding of Jetson Orin's library did, NVIDIA/nvidia-container-toolkit
+/// commit 232dda7) is cut at the section's end ([`cut_at_section_end`]).
+/// Anything else malformed is an error. Trailing NULs in the descriptor are
+/// the JSON reader's business.
+pub fn first_owned_note(bytes: &[u8], align: u64) -> object::read::Result<Option<Vec<u8>>> {
+    type Elf = elf::FileHeader64<Endianness>;
+    let endian = Endianness::Little;
+    let mut notes = NoteIterator::<Elf>::new(endian, align, bytes)?;
+    // Where the note `notes` reads next starts in `bytes`.
     let mut at = 0usize;
-    while at.checked_add(12)? <= bytes.len() {
-        let (namesz, descsz) = (word(at)?, word(at + 4)?);
-        let name_start = at + 12;
-        let name_end = name_start.checked_add(namesz)?.min(bytes.len());
-        let name = &bytes[name_start..name_end];
-        let desc_start = up(name_start.checked_add(namesz)?)?.min(bytes.len());
-        let desc_end = desc_start.checked_add(descsz)?.min(bytes.len());
-        let owner = &name[..name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)];
-        if owner == NOTE_OWNER.as_bytes() {
-            return Some(bytes[desc_start..desc_end].to_vec());
+    loop {
+        match notes.next() {
+            Ok(Some(note)) => {
+                if note.name() == NOTE_OWNER.as_bytes() {
+                    return Ok(Some(note.desc().to_vec()));
+                }
+                at = next_note_at(at, &note, endian, align);
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return match bytes
+                    .get(at..)
+                    .and_then(|rest| cut_at_section_end(rest, align))
+                {
+                    Some((name, desc)) if name == NOTE_OWNER.as_bytes() => Ok(Some(desc.to_vec())),
+                    Some(_) => Ok(None),
+                    None => Err(e),
+                }
+            }
         }
-        let next = up(desc_start.checked_add(descsz)?)?;
-        if next <= at {
-            return None;
-        }
-        at = next;
     }
-    None
+}
+
+/// Where the note after `note` (which starts at `at`) starts, as `object`
+/// steps: the name, then the descriptor, each padded to `align`. `note` was
+/// read from the section, so nothing here can overflow; if it did, the
+/// position would be past the end and nothing more would be read.
+fn next_note_at(
+    at: usize,
+    note: &Note<'_, elf::FileHeader64<Endianness>>,
+    endian: Endianness,
+    align: u64,
+) -> usize {
+    let align = if align == 8 { 8 } else { 4 };
+    let up = |v: usize| v.checked_next_multiple_of(align).unwrap_or(usize::MAX);
+    let size = |v: u32| usize::try_from(v).unwrap_or(usize::MAX);
+    let header = std::mem::size_of::<elf::NoteHeader64<Endianness>>();
+    let name_end = header.saturating_add(size(note.n_namesz(endian)));
+    let desc_end = up(name_end).saturating_add(size(note.n_descsz(endian)));
+    at.saturating_add(up(desc_end))
+}
+
+/// The name (without trailing NULs) and descriptor of the note at the start
+/// of `rest` when its header and name are whole but its descriptor runs past
+/// the end of `rest`: the descriptor is what is there. `None` for any other
+/// malformation.
+fn cut_at_section_end(rest: &[u8], align: u64) -> Option<(&[u8], &[u8])> {
+    let endian = Endianness::Little;
+    let header = Bytes(rest)
+        .read_at::<elf::NoteHeader64<Endianness>>(0)
+        .ok()?;
+    let align = if align == 8 { 8 } else { 4 };
+    let name_start = std::mem::size_of::<elf::NoteHeader64<Endianness>>();
+    let name_end = name_start.checked_add(usize::try_from(header.n_namesz(endian)).ok()?)?;
+    let name = rest.get(name_start..name_end)?;
+    let desc_start = name_end.checked_next_multiple_of(align)?.min(rest.len());
+    let desc_size = usize::try_from(header.n_descsz(endian)).ok()?;
+    let desc = &rest[desc_start..];
+    if desc.len() >= desc_size {
+        // Not the case this is for (object read or refused it otherwise).
+        return None;
+    }
+    let owner = &name[..name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)];
+    Some((owner, desc))
 }
 
 #[cfg(test)]
@@ -608,33 +662,106 @@ mod tests {
         ));
     }
 
+    /// Note section bytes: one note with `name` and `desc`, claiming a
+    /// descriptor of `descsz` bytes, padded to 4.
+    fn note(name: &[u8], desc: &[u8], descsz: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        b.extend_from_slice(&descsz.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(name);
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        b.extend_from_slice(desc);
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        b
+    }
+
+    /// Whether `object`'s note iterator reads every note of `bytes`.
+    fn object_reads(bytes: &[u8], align: u64) -> bool {
+        NoteIterator::<elf::FileHeader64<Endianness>>::new(Endianness::Little, align, bytes)
+            .is_ok_and(|notes| notes.into_iter().all(|n| n.is_ok()))
+    }
+
     #[test]
-    fn lenient_note_walk() {
-        let note = |name: &[u8], desc: &[u8], descsz: u32| {
-            let mut b = Vec::new();
-            b.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            b.extend_from_slice(&descsz.to_le_bytes());
-            b.extend_from_slice(&1u32.to_le_bytes());
-            b.extend_from_slice(name);
-            b.resize(b.len().div_ceil(4) * 4, 0);
-            b.extend_from_slice(desc);
-            b.resize(b.len().div_ceil(4) * 4, 0);
-            b
-        };
+    fn well_formed_notes_are_read_by_object() {
         let mut two = note(b"GNU\0", &[1, 2, 3, 4], 4);
         two.extend(note(b"NVIDIA Corporation\0", b"{}", 2));
-        assert_eq!(first_owned_note(&two, 4), Some(b"{}".to_vec()));
-        // A descriptor size past the end is cut at the end.
-        let long = note(b"NVIDIA Corporation\0", b"{\"a\":1}", 4096);
+        assert!(object_reads(&two, 4));
+        assert_eq!(first_owned_note(&two, 4).unwrap(), Some(b"{}".to_vec()));
+        // 8-byte alignment: the descriptor starts at 32 (12 + 19, rounded up).
+        let eight = note(b"NVIDIA Corporation\0", b"{\"a\":1}", 7);
         assert_eq!(
-            first_owned_note(&long, 4),
-            Some(b"{\"a\":1}\0".to_vec()),
-            "cut at the section's end (padding included)"
+            first_owned_note(&eight, 8).unwrap(),
+            Some(b"{\"a\":1}".to_vec())
         );
-        assert_eq!(first_owned_note(&long, 8).map(|d| d.len()), Some(8));
-        assert_eq!(first_owned_note(b"", 4), None);
-        assert_eq!(first_owned_note(&[0xff; 11], 4), None);
-        assert_eq!(first_owned_note(&[0xff; 64], 4), None);
-        assert_eq!(first_owned_note(&note(b"GNU\0", b"", 0), 4), None);
+        assert_eq!(first_owned_note(b"", 4).unwrap(), None);
+        assert_eq!(first_owned_note(&note(b"GNU\0", b"", 0), 4).unwrap(), None);
+        // The owner's name is compared without its NULs, and exactly.
+        let other = note(b"NVIDIA Corporation2\0", b"{}", 2);
+        assert_eq!(first_owned_note(&other, 4).unwrap(), None);
+        // An alignment binutils does not know.
+        assert!(first_owned_note(&two, 16).is_err());
+    }
+
+    #[test]
+    fn a_descriptor_past_the_section_end_is_cut_there() {
+        // The Jetson Orin case: object refuses it, the hook reads what is
+        // there, padding included.
+        let long = note(b"NVIDIA Corporation\0", b"{\"a\":1}", 4096);
+        assert!(!object_reads(&long, 4), "object refuses it");
+        assert_eq!(
+            first_owned_note(&long, 4).unwrap(),
+            Some(b"{\"a\":1}\0".to_vec())
+        );
+        assert_eq!(
+            first_owned_note(&long, 8).unwrap().map(|d| d.len()),
+            Some(8)
+        );
+        // After well-formed notes of other owners.
+        let mut after = note(b"GNU\0", &[1, 2, 3, 4], 4);
+        after.extend(note(b"Go\0", &[9; 5], 5));
+        after.extend(&long);
+        assert_eq!(
+            first_owned_note(&after, 4).unwrap(),
+            Some(b"{\"a\":1}\0".to_vec())
+        );
+        // Another owner's note cut the same way is not NVIDIA's.
+        let evil = note(b"Evil Corp\0", b"{}", 4096);
+        assert_eq!(first_owned_note(&evil, 4).unwrap(), None);
+    }
+
+    #[test]
+    fn other_malformed_notes_are_refused() {
+        // A header cut short.
+        assert!(first_owned_note(&[0xff; 11], 4).is_err());
+        // A name running past the end.
+        assert!(first_owned_note(&[0xff; 64], 4).is_err());
+        let mut name_past = note(b"NVIDIA Corporation\0", b"", 0);
+        name_past[..4].copy_from_slice(&100u32.to_le_bytes());
+        assert!(first_owned_note(&name_past, 4).is_err());
+        // Bytes after the last note that are not a note.
+        let mut trailing = note(b"GNU\0", &[1, 2, 3, 4], 4);
+        trailing.extend([0u8; 4]);
+        assert!(first_owned_note(&trailing, 4).is_err());
+    }
+
+    #[test]
+    fn a_library_whose_note_runs_past_its_section_is_read() {
+        let (dir, compat) = compat_root();
+        let mut bytes = libcuda(Some(NOTE_575));
+        // Make the note's n_descsz claim 256 bytes more than the section has.
+        let owner = b"NVIDIA Corporation\0";
+        let at = bytes
+            .windows(owner.len())
+            .position(|w| w == owner)
+            .expect("the note's name");
+        let descsz = at - 8;
+        let size = u32::from_le_bytes(bytes[descsz..descsz + 4].try_into().unwrap());
+        assert_eq!(size as usize, NOTE_575.len());
+        bytes[descsz..descsz + 4].copy_from_slice(&(size + 256).to_le_bytes());
+        std::fs::write(compat.join("libcuda.so.575.57.08"), bytes).unwrap();
+        let note = find(&dir).unwrap().expect("found").note.expect("note read");
+        assert_eq!(note.cuda, v("12.9"));
+        assert_eq!(note.drivers, [535, 550, 560, 565, 570, 575]);
     }
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use object::elf;
 use object::read::elf::{Dyn, FileHeader, SectionHeader};
-use object::read::ReadCache;
-use object::Endianness;
+use object::read::{Bytes, FileKind, ReadCache};
+use object::{Endianness, U32};
 use rules::ElfClass;
 
 /// What was read.
@@ -82,40 +82,31 @@ pub fn inspect(path: &Path) -> Result<ElfInfo, ElfError> {
     })?;
     let cache = ReadCache::new(file);
     let data = &cache;
-    let ident: &[u8] =
-        object::ReadRef::read_bytes_at(data, 0, 6).map_err(|()| ElfError::NotElf {
-            path: path.to_path_buf(),
-        })?;
-    if &ident[..4] != b"\x7fELF" || ident[5] != elf::ELFDATA2LSB.0 {
-        return Err(ElfError::NotElf {
-            path: path.to_path_buf(),
-        });
-    }
-    let read = match ident[4] {
-        c if c == elf::ELFCLASS64.0 => {
-            read::<elf::FileHeader64<Endianness>, _>(data, ElfClass::Elf64)
-        }
-        c if c == elf::ELFCLASS32.0 => {
-            read::<elf::FileHeader32<Endianness>, _>(data, ElfClass::Elf32)
-        }
-        _ => {
-            return Err(ElfError::NotElf {
-                path: path.to_path_buf(),
-            })
-        }
+    let not_elf = || ElfError::NotElf {
+        path: path.to_path_buf(),
+    };
+    let read = match FileKind::parse(data) {
+        Ok(FileKind::Elf64) => read::<elf::FileHeader64<Endianness>, _>(data, ElfClass::Elf64),
+        Ok(FileKind::Elf32) => read::<elf::FileHeader32<Endianness>, _>(data, ElfClass::Elf32),
+        _ => return Err(not_elf()),
     };
     read.map_err(|source| ElfError::Malformed {
         path: path.to_path_buf(),
         source,
-    })
+    })?
+    .ok_or_else(not_elf)
 }
 
-fn read<'data, H, R>(data: R, class: ElfClass) -> object::read::Result<ElfInfo>
+/// What [`inspect`] reads, `None` for a big-endian file.
+fn read<'data, H, R>(data: R, class: ElfClass) -> object::read::Result<Option<ElfInfo>>
 where
     H: FileHeader<Endian = Endianness>,
     R: object::ReadRef<'data>,
 {
     let header = H::parse(data)?;
+    if !header.is_little_endian() {
+        return Ok(None);
+    }
     let endian = header.endian()?;
     let sections = header.sections(endian, data)?;
     let mut info = ElfInfo {
@@ -145,23 +136,89 @@ where
     if let Some((_, section)) = sections.section_by_name(endian, b".note.ABI-tag") {
         if let Some(mut notes) = section.notes(endian, data)? {
             while let Some(note) = notes.next()? {
-                let desc = note.desc();
-                if note.name() == b"GNU"
-                    && note.n_type(endian) == elf::NT_GNU_ABI_TAG
-                    && desc.len() >= 16
-                {
-                    let word = |i: usize| {
-                        u32::from_le_bytes([
-                            desc[i * 4],
-                            desc[i * 4 + 1],
-                            desc[i * 4 + 2],
-                            desc[i * 4 + 3],
-                        ])
-                    };
-                    info.abi_tag = Some([word(0), word(1), word(2), word(3)]);
+                if note.name() != b"GNU" || note.n_type(endian) != elf::NT_GNU_ABI_TAG {
+                    continue;
+                }
+                // Four words in the file's byte order: OS, major, minor, patch.
+                let words = Bytes(note.desc()).read_slice_at::<U32<Endianness>>(0, 4);
+                if let Ok(&[os, major, minor, patch]) = words {
+                    info.abi_tag = Some([os, major, minor, patch].map(|w| w.get(endian)));
                 }
             }
         }
     }
-    Ok(info)
+    Ok(Some(info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::elf::{AbiTag, Arch, SharedObject};
+
+    fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_class_soname_needed_and_abi_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        for arch in [Arch::X86_64, Arch::I386] {
+            let bytes = SharedObject::new(arch, "libnvidia-tls.so.575.57.08")
+                .with_needed(["libc.so.6", "libm.so.6"])
+                .with_abi_tag(AbiTag::NEW_TLS)
+                .to_bytes()
+                .unwrap();
+            let info = inspect(&write(&dir, "tls.so", &bytes)).unwrap();
+            assert_eq!(
+                info.class,
+                if arch.is_64() {
+                    ElfClass::Elf64
+                } else {
+                    ElfClass::Elf32
+                }
+            );
+            assert_eq!(info.soname.as_deref(), Some("libnvidia-tls.so.575.57.08"));
+            assert_eq!(info.needed, ["libc.so.6", "libm.so.6"]);
+            assert_eq!(info.abi_tag, Some([0, 2, 3, 99]));
+            assert!(info.has_new_tls_abi());
+            assert!(info.needs_any(&["libm.so"]));
+        }
+        let bytes = SharedObject::new(Arch::X86_64, "libcuda.so.1")
+            .to_bytes()
+            .unwrap();
+        let info = inspect(&write(&dir, "cuda.so", &bytes)).unwrap();
+        assert_eq!(info.abi_tag, None);
+        assert!(!info.has_new_tls_abi());
+    }
+
+    #[test]
+    fn not_elf_big_endian_and_truncated_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = write(&dir, "script", b"#!/bin/sh\n");
+        assert_eq!(
+            inspect(&script).unwrap_err().to_string(),
+            format!("{} is not a little-endian ELF file", script.display())
+        );
+        let mut bytes = SharedObject::new(Arch::X86_64, "libcuda.so.1")
+            .to_bytes()
+            .unwrap();
+        let truncated = write(&dir, "truncated", &bytes[..40]);
+        assert!(matches!(
+            inspect(&truncated).unwrap_err(),
+            ElfError::Malformed { .. }
+        ));
+        bytes[5] = elf::ELFDATA2MSB.0;
+        let big = write(&dir, "big", &bytes);
+        assert!(matches!(
+            inspect(&big).unwrap_err(),
+            ElfError::NotElf { .. }
+        ));
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            inspect(&missing).unwrap_err(),
+            ElfError::Open { .. }
+        ));
+    }
 }
