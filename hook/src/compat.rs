@@ -366,7 +366,7 @@ where
 /// One malformation `object` refuses is accepted, because NVIDIA's hook
 /// accepts it: a descriptor whose size runs past the section's end (the
 /// padding of Jetson Orin's library did, NVIDIA/nvidia-container-toolkit
-/// commit 232dda7) is cut at the section's end ([`cut_at_section_end`]).
+/// commit 232dda7) is cut at the section's end.
 /// Anything else malformed is an error. Trailing NULs in the descriptor are
 /// the JSON reader's business.
 pub fn first_owned_note(bytes: &[u8], align: u64) -> object::read::Result<Option<Vec<u8>>> {

@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 
 /// A child step that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -63,32 +63,22 @@ pub fn run_in_child<E: std::fmt::Display>(
     // inherit the report pipe.
     let (read_end, write_end) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| ChildError::Spawn { step, source })?;
-    // SAFETY: the hook is single-threaded when it forks (documented contract
-    // of this function); the child only runs `f` and then `_exit`s.
-    match unsafe { fork() }.map_err(|source| ChildError::Spawn { step, source })? {
-        ForkResult::Child => {
-            drop(read_end);
-            // A panic must not unwind into the parent's stack frames (this
-            // copy of them, which would go on running the hook): abort.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .unwrap_or_else(|_| std::process::abort());
-            let code = match result {
-                Ok(()) => 0,
-                Err(err) => {
-                    let mut w = std::fs::File::from(write_end);
-                    let _ = write!(w, "{err:#}");
-                    1
-                }
-            };
-            // SAFETY: `_exit` ends the child without running the parent's
-            // atexit handlers or destructors a second time.
-            unsafe { libc::_exit(code) }
+    // The closure owns the write end: the parent's copy closes when `fork`
+    // returns, so the parent sees end-of-file once the child is gone. The
+    // child's copy of the read end is close-on-exec and goes with it.
+    let child = super::process::fork(move || match f() {
+        Ok(()) => 0,
+        Err(err) => {
+            let mut w = std::fs::File::from(write_end);
+            let _ = write!(w, "{err:#}");
+            1
         }
-        ForkResult::Parent { child } => {
-            drop(write_end);
-            wait_child(step, child, read_end, timeout)
-        }
-    }
+    })
+    .map_err(|e| ChildError::Spawn {
+        step,
+        source: e.errno,
+    })?;
+    wait_child(step, child, read_end, timeout)
 }
 
 fn wait_child(

@@ -594,13 +594,19 @@ pub fn fchown(fd: &impl AsFd, uid: u32, gid: u32) -> Result<(), FsError> {
     })
 }
 
-/// `fchmodat2(2)`, the same number on every architecture the hook builds for.
+/// `fchmodat2(2)`, the same number on every architecture the hook builds for
+/// (libc 0.2.191 names it on x86_64 but not on aarch64 glibc).
 const SYS_FCHMODAT2: libc::c_long = 452;
 
 /// Sets the mode of the file behind an `O_PATH` descriptor (which `fchmod`
 /// refuses): `fchmodat2(fd, "", mode, AT_EMPTY_PATH)` (Linux 6.6), else
 /// `chmod("/proc/self/fd/N")` after checking that `/proc/self/fd` is a real
 /// procfs.
+///
+/// `fchmodat2` is hand-written: rustix 1.1 lists it as not implemented yet
+/// (`not_implemented::yet::fchmodat2`) and its `chmodat` refuses
+/// `AT_EMPTY_PATH` (`EINVAL`); nix 0.32 has no binding. A path-based
+/// `fchmodat` on the name would follow a link swapped in after the check.
 pub fn chmod_fd(fd: &impl AsFd, mode: u32) -> Result<(), FsError> {
     let empty = c"";
     // SAFETY: fchmodat2 takes (int dirfd, const char *path, mode_t mode,

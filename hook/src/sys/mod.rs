@@ -21,6 +21,13 @@
 //!   child (owned by the cgroup/ldconfig work).
 //!
 //! Kernel floor: 5.12 (`mount_setattr`); `openat2` needs 5.6.
+//!
+//! Syscalls go through rustix (or nix) wherever they wrap them; `unsafe` is
+//! left only where neither does, each with its reason at the call:
+//! `mount_setattr` ([`mount::set_attrs`]), `fchmodat2` ([`fs::chmod_fd`]),
+//! `close_range` ([`process::cloexec_from`]), `fork` and `_exit`
+//! ([`process::fork`], which [`child::run_in_child`] uses too), bpf(2)
+//! (`bpf`), and loading the CUDA driver library ([`cuda`]).
 pub mod bpf;
 pub mod caps;
 pub mod child;

@@ -12,14 +12,7 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 
-// Flags from <linux/mount.h> (stable kernel ABI).
-const MOUNT_ATTR_RDONLY: u64 = 0x01;
-const MOUNT_ATTR_NOSUID: u64 = 0x02;
-const MOUNT_ATTR_NODEV: u64 = 0x04;
-const MOUNT_ATTR_NOEXEC: u64 = 0x08;
-const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
-
-/// `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`).
+/// `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`), for [`set_attrs`].
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -44,24 +37,20 @@ pub struct Attrs {
 }
 
 impl Attrs {
-    fn bits(self) -> u64 {
-        let mut b = 0;
-        if self.read_only {
-            b |= MOUNT_ATTR_RDONLY;
+    fn flags(self) -> MountAttrFlags {
+        let mut f = MountAttrFlags::empty();
+        for (on, flag) in [
+            (self.read_only, MountAttrFlags::MOUNT_ATTR_RDONLY),
+            (self.nosuid, MountAttrFlags::MOUNT_ATTR_NOSUID),
+            (self.nodev, MountAttrFlags::MOUNT_ATTR_NODEV),
+            (self.noexec, MountAttrFlags::MOUNT_ATTR_NOEXEC),
+            (self.nosymfollow, MountAttrFlags::MOUNT_ATTR_NOSYMFOLLOW),
+        ] {
+            if on {
+                f |= flag;
+            }
         }
-        if self.nosuid {
-            b |= MOUNT_ATTR_NOSUID;
-        }
-        if self.nodev {
-            b |= MOUNT_ATTR_NODEV;
-        }
-        if self.noexec {
-            b |= MOUNT_ATTR_NOEXEC;
-        }
-        if self.nosymfollow {
-            b |= MOUNT_ATTR_NOSYMFOLLOW;
-        }
-        b
+        f
     }
 }
 
@@ -156,9 +145,14 @@ pub fn clone_tree(
 /// Sets `attrs` on the mount behind `mount` (detached or attached; not its
 /// submounts) and makes it private, so that nothing mounted later under it
 /// propagates anywhere.
+///
+/// Hand-written: rustix 1.1 lists `mount_setattr` as not implemented yet
+/// (`not_implemented::yet::mount_setattr`) and nix 0.32 has no binding; its
+/// flags are rustix's [`MountAttrFlags`]. (`open_tree_attr`, Linux 6.15,
+/// would set them in the clone itself, above the hook's kernel floor.)
 pub fn set_attrs(mount: &impl AsFd, attrs: Attrs) -> Result<(), MountError> {
     let attr = MountAttr {
-        attr_set: attrs.bits(),
+        attr_set: attrs.flags().bits().into(),
         attr_clr: 0,
         propagation: libc::MS_PRIVATE,
         userns_fd: 0,
@@ -229,10 +223,6 @@ pub fn tmpfs(options: &[(&str, &str)], attrs: Attrs) -> Result<OwnedFd, MountErr
     }
     rustix::mount::fsconfig_create(&fs)
         .map_err(|e| err("fsconfig(FSCONFIG_CMD_CREATE)")(errno(e)))?;
-    rustix::mount::fsmount(
-        &fs,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::from_bits_retain(attrs.bits() as u32),
-    )
-    .map_err(|e| err("fsmount")(errno(e)))
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs.flags())
+        .map_err(|e| err("fsmount")(errno(e)))
 }

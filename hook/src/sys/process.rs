@@ -172,12 +172,19 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), ProcessError> {
     .map_err(err(call))
 }
 
-/// Marks every descriptor from `first` up close-on-exec
-/// (`close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`, Linux 5.11; before that,
-/// `fcntl(FD_CLOEXEC)` on each number below the `RLIMIT_NOFILE` soft limit).
+/// Marks every descriptor from `first` up close-on-exec:
+/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)` (Linux 5.11, below the
+/// hook's 5.12 floor, see [`crate::sys`]). Every descriptor the hook opens
+/// is close-on-exec from its creation; this is for those it inherited.
+///
+/// Hand-written because no crate the project uses wraps `close_range`:
+/// rustix 1.1 lists it as not implemented (`not_implemented::higher_level::
+/// closefrom`), nix 0.32 has no binding, and a safe loop of `fcntl(F_SETFD)`
+/// would need `BorrowedFd::borrow_raw` (itself `unsafe`) on every number.
 pub fn cloexec_from(first: RawFd) -> Result<(), ProcessError> {
+    let call = || format!("close_range({first}, ~0, CLOSE_RANGE_CLOEXEC)");
     let first_u = libc::c_uint::try_from(first).map_err(|_| ProcessError {
-        call: format!("close_range({first})"),
+        call: call(),
         errno: Errno::EBADF,
     })?;
     // SAFETY: close_range only changes flags of this process's descriptors;
@@ -190,20 +197,8 @@ pub fn cloexec_from(first: RawFd) -> Result<(), ProcessError> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if ret == 0 {
-        return Ok(());
-    }
-    let (soft, _) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE)
-        .map_err(err("getrlimit(RLIMIT_NOFILE)"))?;
-    let last = RawFd::try_from(soft.min(1 << 20)).unwrap_or(1 << 20);
-    for fd in first..last {
-        // SAFETY: F_GETFD/F_SETFD on a number that may not be open only
-        // returns EBADF; it never touches memory.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags >= 0 {
-            // SAFETY: as above; sets the flag on an open descriptor.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
-        }
+    if ret != 0 {
+        return Err(err(call())(Errno::last()));
     }
     Ok(())
 }
@@ -225,7 +220,15 @@ pub fn exec_fd(fd: BorrowedFd<'_>, argv: &[CString], env: &[CString]) -> Process
 }
 
 /// Forks; the child runs `child` and `_exit`s with its return value
-/// (never returning here). The caller must be single-threaded.
+/// (never returning here); a panic in it aborts the child. The caller must
+/// be single-threaded. The parent drops `child` unrun.
+///
+/// The two `unsafe` blocks stay: `fork` is `unsafe` by nature (nix marks
+/// it so; rustix's `kernel_fork` is an unstable, hidden runtime API that
+/// skips libc's fork handlers), and `_exit` has no safe binding in nix 0.32
+/// or in rustix outside that hidden runtime module (`exit_group`);
+/// `std::process::exit` would run the parent's atexit handlers and flush
+/// its buffers a second time.
 pub fn fork(child: impl FnOnce() -> i32) -> Result<Pid, ProcessError> {
     // SAFETY: callers are single-threaded forked children (documented); the
     // new child only runs `child` and then `_exit`s, so nothing of the
@@ -259,4 +262,51 @@ pub fn wait(pid: Pid) -> Result<WaitStatus, ProcessError> {
 /// a child forked from a multi-threaded process). Best effort.
 pub fn write_stderr(text: &str) {
     let _ = nix::unistd::write(std::io::stderr(), text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Whether descriptor `fd` of this process is close-on-exec (fdinfo's
+    /// `flags:` is octal; `O_CLOEXEC` is 0o2000000).
+    fn is_cloexec(fd: RawFd) -> bool {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .unwrap();
+        flags & 0o2000000 != 0
+    }
+
+    #[test]
+    fn cloexec_from_marks_inherited_descriptors() {
+        // In a child: the flag is process-wide, and other tests exec.
+        crate::sys::child::run_in_child("cloexec", Duration::from_secs(5), || {
+            // A descriptor opened without O_CLOEXEC, as one inherited from a
+            // runtime would be.
+            let fd = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDONLY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| e.to_string())?;
+            let n = fd.as_raw_fd();
+            if is_cloexec(n) {
+                return Err("opened close-on-exec already".to_owned());
+            }
+            cloexec_from(n).map_err(|e| e.to_string())?;
+            if !is_cloexec(n) {
+                return Err(format!("descriptor {n} is still inheritable"));
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            cloexec_from(-1).unwrap_err().to_string(),
+            "close_range(-1, ~0, CLOSE_RANGE_CLOEXEC): Bad file number"
+        );
+    }
 }
