@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +27,13 @@ pub enum LockError {
         path: PathBuf,
         /// The cause (`EWOULDBLOCK` after the wait).
         #[source]
-        source: Errno,
+        source: std::io::Error,
     },
 }
 
 /// A held lock; released when dropped (the descriptor is closed).
 #[derive(Debug)]
-pub struct Held(#[allow(dead_code)] Flock<std::fs::File>);
+pub struct Held(#[allow(dead_code)] std::fs::File);
 
 /// Opens (creating it, mode 0600, close-on-exec) `path` and takes an
 /// exclusive lock on it, polling for at most `wait`.
@@ -52,20 +52,49 @@ pub fn exclusive(path: &Path, wait: Duration) -> Result<Held, LockError> {
             source,
         })?;
     let until = Instant::now() + wait;
-    let mut file = file;
     loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(held) => return Ok(Held(held)),
-            Err((f, Errno::EWOULDBLOCK)) if Instant::now() < until => {
-                file = f;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Held(file)),
+            Err(Errno::WOULDBLOCK) if Instant::now() < until => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err((_, source)) => {
+            Err(Errno::INTR) => {}
+            Err(e) => {
                 return Err(LockError::Flock {
                     path: path.to_path_buf(),
-                    source,
+                    source: e.into(),
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_waits_then_gives_up_and_gets_it_once_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = exclusive(&path, Duration::ZERO).unwrap();
+        let start = Instant::now();
+        let err = exclusive(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(
+            matches!(&err, LockError::Flock { source, .. }
+                if source.kind() == std::io::ErrorKind::WouldBlock),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), format!("flock({path:?}, LOCK_EX)"));
+        drop(held);
+        exclusive(&path, Duration::ZERO).unwrap();
+        // Not through a link.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            exclusive(&link, Duration::ZERO).unwrap_err(),
+            LockError::Open { .. }
+        ));
     }
 }
