@@ -40,6 +40,7 @@
 
 mod drm;
 mod loader;
+mod text;
 
 pub use drm::DevLink;
 
@@ -554,20 +555,23 @@ struct Builder<'a> {
     inv: &'a Inventory,
     cfg: &'a Config,
     nodes: Vec<DeviceNode>,
-    seen_nodes: BTreeSet<(u32, u32)>,
+    /// Device numbers already given, sorted.
+    seen_nodes: Vec<(u32, u32)>,
     mounts: Vec<MountOp>,
     symlinks: Vec<Symlink>,
     ld_cache: Vec<LdCacheEntry>,
 }
 
 impl Builder<'_> {
-    fn node(&mut self, path: &str, major: u32, minor: u32, role: NodeRole) {
+    fn node(&mut self, path: impl Into<String>, major: u32, minor: u32, role: NodeRole) {
         // One node per device number; the first (in plan order) names it.
-        if !self.seen_nodes.insert((major, minor)) {
-            return;
+        match self.seen_nodes.binary_search(&(major, minor)) {
+            Ok(_) => return,
+            Err(at) => self.seen_nodes.insert(at, (major, minor)),
         }
         self.nodes.push(DeviceNode {
-            path: cpath(path),
+            // Only called with constants and formatted names; as `cpath`.
+            path: ContainerPath::new(path).unwrap_or_else(|_| ContainerPath::root()),
             kind: NodeType::Char,
             major,
             minor,
@@ -596,13 +600,19 @@ impl Builder<'_> {
     }
 
     fn link(&mut self, dir: &ContainerPath, link: &str, target: &FileName) {
-        if let Some(l) = fname(link) {
-            if &l != target {
-                self.symlinks.push(Symlink {
-                    link: dir.join(&l),
-                    target: target.clone(),
-                });
+        if link != target.as_str() {
+            if let Some(l) = fname(link) {
+                self.link_name(dir, &l, target);
             }
+        }
+    }
+
+    fn link_name(&mut self, dir: &ContainerPath, link: &FileName, target: &FileName) {
+        if link != target {
+            self.symlinks.push(Symlink {
+                link: dir.join(link),
+                target: target.clone(),
+            });
         }
     }
 
@@ -637,7 +647,7 @@ impl Builder<'_> {
                         ElfClass::Elf64 => (dir64.as_ref(), &mut used64),
                         ElfClass::Elf32 => (dir32.as_ref(), &mut used32),
                     };
-                    let (Some(dir), Some(name)) = (dir, fname(name)) else {
+                    let (Some(dir), Some(name)) = (dir, FileName::of_component(name)) else {
                         continue;
                     };
                     *used = true;
@@ -649,7 +659,7 @@ impl Builder<'_> {
                     );
                     let soname = f.soname.as_deref().and_then(fname);
                     if let Some(s) = &soname {
-                        self.link(dir, s.as_str(), &name);
+                        self.link_name(dir, s, &name);
                     }
                     // The toolkit's own links (libnvidia-container `nvc_ldcache.c`).
                     let soname_or_file = soname.as_ref().unwrap_or(&name);
@@ -662,10 +672,11 @@ impl Builder<'_> {
                     self.ld_cache.push(cache(soname_or_file));
                     // `ldconfig` caches a development link (`lib<x>.so`)
                     // under its own name when the soname extends it.
-                    for dev in ["libcuda.so", "libnvidia-opticalflow.so"] {
-                        if spec.stem == dev.trim_end_matches(".so")
-                            && soname_or_file.as_str().starts_with(dev)
-                        {
+                    for (stem, dev) in [
+                        ("libcuda", "libcuda.so"),
+                        ("libnvidia-opticalflow", "libnvidia-opticalflow.so"),
+                    ] {
+                        if spec.stem == stem && soname_or_file.as_str().starts_with(dev) {
                             if let Some(dev) = fname(dev).filter(|d| d != soname_or_file) {
                                 self.ld_cache.push(cache(&dev));
                             }
@@ -813,14 +824,15 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     }
     check_requirements(inv, req, cfg, &parents, cuda.as_ref())?;
 
+    let files = inv.files.len() + inv.loader_files.len();
     let mut b = Builder {
         inv,
         cfg,
         nodes: Vec::new(),
-        seen_nodes: BTreeSet::new(),
-        mounts: Vec::new(),
-        symlinks: Vec::new(),
-        ld_cache: Vec::new(),
+        seen_nodes: Vec::new(),
+        mounts: Vec::with_capacity(files),
+        symlinks: Vec::with_capacity(files),
+        ld_cache: Vec::with_capacity(files),
     };
     let majors = &inv.devices;
     let nv = majors.nvidia_major;
@@ -846,7 +858,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     let mut mig_access = Vec::new();
     for g in &parents {
         b.node(
-            &format!("/dev/nvidia{}", g.minor),
+            text::with_dec("/dev/nvidia", g.minor),
             nv,
             g.minor,
             NodeRole::Gpu { index: g.index },
@@ -885,7 +897,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
         caps_nodes.sort_unstable();
         for (minor, index) in caps_nodes {
             b.node(
-                &format!("/dev/nvidia-caps/nvidia-cap{minor}"),
+                format!("/dev/nvidia-caps/nvidia-cap{minor}"),
                 caps_major,
                 minor,
                 NodeRole::MigCap { index },
@@ -901,13 +913,13 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
             Some(family) => NodeRole::Gated { family },
             None => NodeRole::Imex { channel: minor },
         };
-        b.node(&path, major, minor, role);
+        b.node(path, major, minor, role);
     }
     for (path, major, minor, access) in
         mig_control_nodes(&req.extra, &inv.extra_devices, majors.caps_major)
             .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?
     {
-        b.node(&path, major, minor, NodeRole::MigControl);
+        b.node(path, major, minor, NodeRole::MigControl);
         mig_access.push(cpath(access));
         mig_access.sort();
         mig_access.dedup();
@@ -948,18 +960,22 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     let mut ld_cache = std::mem::take(&mut b.ld_cache);
     // One entry per (path, class), whatever the inventory's order (the
     // cache writer sorts as ldconfig does).
-    ld_cache.sort_by(|a, b| a.path.cmp(&b.path).then(a.class.cmp(&b.class)));
+    // Entries with the same (path, class) are equal (the key is the path's
+    // last component), so an unstable sort gives the same plan.
+    ld_cache.sort_unstable_by(|a, b| a.path.cmp(&b.path).then(a.class.cmp(&b.class)));
     ld_cache.dedup_by(|later, first| later.path == first.path && later.class == first.class);
     let mut mounts = std::mem::take(&mut b.mounts);
-    mounts.sort_by(|a, b| a.destination.cmp(&b.destination).then_with(|| a.cmp(b)));
+    // A total order: equal mounts are identical, so unstable is stable here.
+    mounts.sort_unstable_by(|a, b| a.destination.cmp(&b.destination).then_with(|| a.cmp(b)));
     mounts.dedup_by(|later, first| later.destination == first.destination);
     let mut symlinks = std::mem::take(&mut b.symlinks);
-    symlinks.sort();
+    symlinks.sort_unstable();
     symlinks.dedup_by(|later, first| later.link == first.link);
+    // Both sorted: one walk drops the links a mount takes the place of.
+    let mut taken = mounts.iter().map(|m| &m.destination).peekable();
     symlinks.retain(|s| {
-        mounts
-            .binary_search_by(|m| m.destination.cmp(&s.link))
-            .is_err()
+        while taken.next_if(|d| *d < &s.link).is_some() {}
+        taken.peek() != Some(&&s.link)
     });
 
     let mut env = BTreeMap::new();
