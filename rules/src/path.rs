@@ -141,7 +141,10 @@ macro_rules! abs_path_type {
                 if self.is_root() {
                     return None;
                 }
-                self.0.rfind('/').map(|at| &self.0[at + 1..])
+                // A byte loop: names are short, and `rfind` sets up a
+                // searcher per call.
+                let at = self.0.bytes().rposition(|b| b == b'/')?;
+                self.0.get(at + 1..)
             }
 
             /// The last component; `None` for `/`.

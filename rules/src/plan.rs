@@ -662,14 +662,23 @@ impl Builder<'_> {
                         self.link_name(dir, s, &name);
                     }
                     // The toolkit's own links (libnvidia-container `nvc_ldcache.c`).
-                    let soname_or_file = soname.as_ref().unwrap_or(&name);
-                    let cache = |key: &FileName| LdCacheEntry {
-                        key: key.clone(),
-                        path: dir.join(key),
+                    match spec.stem {
+                        "libcuda" => self.link(dir, "libcuda.so", soname.as_ref().unwrap_or(&name)),
+                        "libnvidia-opticalflow" => self.link(
+                            dir,
+                            "libnvidia-opticalflow.so",
+                            soname.as_ref().unwrap_or(&name),
+                        ),
+                        "libGLX_nvidia" => self.link(dir, "libGLX_indirect.so.0", &name),
+                        _ => {}
+                    }
+                    let soname_or_file = soname.unwrap_or(name);
+                    let cache = |key: FileName| LdCacheEntry {
+                        path: dir.join(&key),
+                        key,
                         class: f.class,
                         machine,
                     };
-                    self.ld_cache.push(cache(soname_or_file));
                     // `ldconfig` caches a development link (`lib<x>.so`)
                     // under its own name when the soname extends it.
                     for (stem, dev) in [
@@ -677,19 +686,12 @@ impl Builder<'_> {
                         ("libnvidia-opticalflow", "libnvidia-opticalflow.so"),
                     ] {
                         if spec.stem == stem && soname_or_file.as_str().starts_with(dev) {
-                            if let Some(dev) = fname(dev).filter(|d| d != soname_or_file) {
-                                self.ld_cache.push(cache(&dev));
+                            if let Some(dev) = fname(dev).filter(|d| d != &soname_or_file) {
+                                self.ld_cache.push(cache(dev));
                             }
                         }
                     }
-                    match spec.stem {
-                        "libcuda" => self.link(dir, "libcuda.so", soname_or_file),
-                        "libnvidia-opticalflow" => {
-                            self.link(dir, "libnvidia-opticalflow.so", soname_or_file)
-                        }
-                        "libGLX_nvidia" => self.link(dir, "libGLX_indirect.so.0", &name),
-                        _ => {}
-                    }
+                    self.ld_cache.push(cache(soname_or_file));
                 }
                 FileKind::Binary => {
                     let Some(spec) = binary_spec(name) else {
