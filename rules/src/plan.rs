@@ -602,17 +602,11 @@ impl Builder<'_> {
     fn link(&mut self, dir: &ContainerPath, link: &str, target: &FileName) {
         if link != target.as_str() {
             if let Some(l) = fname(link) {
-                self.link_name(dir, &l, target);
+                self.symlinks.push(Symlink {
+                    link: dir.join(&l),
+                    target: target.clone(),
+                });
             }
-        }
-    }
-
-    fn link_name(&mut self, dir: &ContainerPath, link: &FileName, target: &FileName) {
-        if link != target {
-            self.symlinks.push(Symlink {
-                link: dir.join(link),
-                target: target.clone(),
-            });
         }
     }
 
@@ -658,9 +652,6 @@ impl Builder<'_> {
                         MountFlags::DRIVER,
                     );
                     let soname = f.soname.as_deref().and_then(fname);
-                    if let Some(s) = &soname {
-                        self.link_name(dir, s, &name);
-                    }
                     // The toolkit's own links (libnvidia-container `nvc_ldcache.c`).
                     match spec.stem {
                         "libcuda" => self.link(dir, "libcuda.so", soname.as_ref().unwrap_or(&name)),
@@ -672,7 +663,19 @@ impl Builder<'_> {
                         "libGLX_nvidia" => self.link(dir, "libGLX_indirect.so.0", &name),
                         _ => {}
                     }
-                    let soname_or_file = soname.unwrap_or(name);
+                    // `soname -> file`, the file's name moved into the link.
+                    let soname_or_file = match soname {
+                        Some(s) => {
+                            if s != name {
+                                self.symlinks.push(Symlink {
+                                    link: dir.join(&s),
+                                    target: name,
+                                });
+                            }
+                            s
+                        }
+                        None => name,
+                    };
                     let cache = |key: FileName| LdCacheEntry {
                         path: dir.join(&key),
                         key,
