@@ -563,7 +563,11 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn node(&mut self, path: impl Into<String>, major: u32, minor: u32, role: NodeRole) {
+    fn node(&mut self, path: &str, major: u32, minor: u32, role: NodeRole) {
+        self.node_owned(path.to_owned(), major, minor, role);
+    }
+
+    fn node_owned(&mut self, path: String, major: u32, minor: u32, role: NodeRole) {
         // One node per device number; the first (in plan order) names it.
         match self.seen_nodes.binary_search(&(major, minor)) {
             Ok(_) => return,
@@ -863,7 +867,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     let mut mig_access = Vec::new();
     for g in &parents {
         b.node(
-            text::with_dec("/dev/nvidia", g.minor),
+            &format!("/dev/nvidia{}", g.minor),
             nv,
             g.minor,
             NodeRole::Gpu { index: g.index },
@@ -902,7 +906,7 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
         caps_nodes.sort_unstable();
         for (minor, index) in caps_nodes {
             b.node(
-                format!("/dev/nvidia-caps/nvidia-cap{minor}"),
+                &format!("/dev/nvidia-caps/nvidia-cap{minor}"),
                 caps_major,
                 minor,
                 NodeRole::MigCap { index },
@@ -918,13 +922,13 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
             Some(family) => NodeRole::Gated { family },
             None => NodeRole::Imex { channel: minor },
         };
-        b.node(path, major, minor, role);
+        b.node(&path, major, minor, role);
     }
     for (path, major, minor, access) in
         mig_control_nodes(&req.extra, &inv.extra_devices, majors.caps_major)
             .map_err(|e| Refusal::ExtraDevice(Box::new(e)))?
     {
-        b.node(path, major, minor, NodeRole::MigControl);
+        b.node(&path, major, minor, NodeRole::MigControl);
         mig_access.push(cpath(access));
         mig_access.sort();
         mig_access.dedup();

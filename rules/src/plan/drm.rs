@@ -54,7 +54,7 @@ impl Builder<'_> {
                 path.push_str(DRI_DIR);
                 path.push('/');
                 path.push_str(node.as_str());
-                self.node(path, d.major, d.minor, NodeRole::Drm { index: g.index });
+                self.node_owned(path, d.major, d.minor, NodeRole::Drm { index: g.index });
                 // `pci-<domain:04x>:<bus:02x>:<device:02x>.<function:x>-<kind>`
                 // (the first of `PciBusId::proc_names`).
                 let bus = bus.get_or_insert_with(|| {

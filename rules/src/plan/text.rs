@@ -1,22 +1,6 @@
 //! Building the plan's strings without `format!`: the planner runs on every
 //! container create, and the formatting machinery (padding, growth by
-//! reallocation) was most of the cost of each GPU's node names.
-
-/// Appends `v` in decimal.
-pub(super) fn push_dec(s: &mut String, v: u32) {
-    let mut digits = [0u8; 10];
-    let mut n = v;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[at..].iter().map(|&d| char::from(d)));
-}
+//! reallocation) was most of the cost of each GPU's DRM link names.
 
 /// Appends `v` in lower-case hexadecimal, zero-padded to `width` digits
 /// (`{:0width$x}`).
@@ -31,14 +15,6 @@ pub(super) fn push_hex(s: &mut String, v: u32, width: usize) {
             .rev()
             .map(|i| char::from(HEX[((v >> (4 * i)) & 0xf) as usize])),
     );
-}
-
-/// `prefix` followed by `v` in decimal.
-pub(super) fn with_dec(prefix: &str, v: u32) -> String {
-    let mut s = String::with_capacity(prefix.len() + 10);
-    s.push_str(prefix);
-    push_dec(&mut s, v);
-    s
 }
 
 #[cfg(test)]
@@ -62,7 +38,6 @@ mod tests {
             1 << 31,
             u32::MAX,
         ] {
-            assert_eq!(with_dec("x", v), format!("x{v}"));
             for width in [0, 1, 2, 4, 8] {
                 let mut s = String::new();
                 push_hex(&mut s, v, width);
