@@ -464,6 +464,49 @@ fn cdi_write_defaults_to_var_run_cdi() {
     assert!(head.contains("/etc/cdi/nvidia.yaml"), "{head}{note}");
 }
 
+/// Issue 11: `setup cdi --write` writes a spec per kind of device the host
+/// has (IMEX channels and GDS here, no MOFED): `nvidia.yaml`,
+/// `nvidia-imex-channel.yaml`, `nvidia-gds.yaml`; `--mode` picks one.
+#[test]
+fn cdi_write_gives_each_kind_its_own_file() {
+    let host = sim_host(golden_desc());
+    let mut inv: Value = serde_json::from_slice(&std::fs::read(&host.inventory).unwrap()).unwrap();
+    inv["extra_devices"] = serde_json::json!({
+        "imex_major": 238,
+        "imex_channels": [0, 1],
+        "nodes": [{"path": "/dev/nvidia-fs0", "major": 239, "minor": 0}],
+    });
+    std::fs::write(&host.inventory, serde_json::to_vec(&inv).unwrap()).unwrap();
+    let inv = host.inventory.to_str().unwrap().to_owned();
+    let env = [("NVIDIA_DOCKER_INVENTORY", inv.as_str())];
+    let (diff, note) = setup(&["cdi", "--dry-run"], &env).unwrap();
+    let files: Vec<&str> = diff
+        .lines()
+        .filter_map(|l| l.strip_prefix("+++ "))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "/var/run/cdi/nvidia.yaml (new)",
+            "/var/run/cdi/nvidia-imex-channel.yaml (new)",
+            "/var/run/cdi/nvidia-gds.yaml (new)"
+        ],
+        "{diff}{note}"
+    );
+    assert!(diff.contains("+kind: nvidia.com/imex-channel\n"), "{diff}");
+    let (yaml, _) = setup(&["cdi", "--mode", "gds"], &env).unwrap();
+    assert!(
+        yaml.starts_with("cdiVersion: \"0.5.0\"\nkind: nvidia.com/gds\ndevices:\n- name: all\n"),
+        "{yaml}"
+    );
+    let err = setup(&["cdi", "--mode", "mofed"], &env).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("this host has no /dev/infiniband/*"),
+        "{err:#}"
+    );
+}
+
 /// Issue 12: `setup containerd --cdi` wrote `enable_cdi` for containerd
 /// 1.6, which ignores it; the version is asked and an old one refused.
 #[test]

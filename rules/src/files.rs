@@ -169,7 +169,9 @@ pub const BINARIES: &[BinarySpec] = &[
 /// or `<stem>.so.<anything>` (so `libnvidia-pkcs11.so.1` is not
 /// `libnvidia-pkcs11-openssl3`, and `libEGL_nvidia.so.0` is not `libEGL`).
 pub fn library_spec(file_name: &str) -> Option<&'static LibrarySpec> {
-    let so = file_name.find(".so")?;
+    // A byte search: `str::find` with a string pattern sets up a
+    // two-way searcher per call, for names of a few dozen bytes.
+    let so = file_name.as_bytes().windows(3).position(|w| w == b".so")?;
     let (stem, rest) = file_name.split_at(so);
     let rest = &rest[3..];
     if !(rest.is_empty() || rest.starts_with('.')) {

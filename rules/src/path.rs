@@ -141,7 +141,10 @@ macro_rules! abs_path_type {
                 if self.is_root() {
                     return None;
                 }
-                self.0.rsplit('/').next()
+                // A byte loop: names are short, and `rfind` sets up a
+                // searcher per call.
+                let at = self.0.bytes().rposition(|b| b == b'/')?;
+                self.0.get(at + 1..)
             }
 
             /// The last component; `None` for `/`.
@@ -250,6 +253,12 @@ impl FileName {
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A component of a [`HostPath`] or [`ContainerPath`] (never empty,
+    /// `.`, `..`, nor with `/` or NUL): only its length is left to check.
+    pub(crate) fn of_component(name: &str) -> Option<FileName> {
+        (name.len() <= MAX_NAME_LEN).then(|| FileName(name.to_owned()))
     }
 }
 

@@ -40,6 +40,7 @@
 
 mod drm;
 mod loader;
+mod text;
 
 pub use drm::DevLink;
 
@@ -554,7 +555,8 @@ struct Builder<'a> {
     inv: &'a Inventory,
     cfg: &'a Config,
     nodes: Vec<DeviceNode>,
-    seen_nodes: BTreeSet<(u32, u32)>,
+    /// Device numbers already given, sorted.
+    seen_nodes: Vec<(u32, u32)>,
     mounts: Vec<MountOp>,
     symlinks: Vec<Symlink>,
     ld_cache: Vec<LdCacheEntry>,
@@ -562,12 +564,18 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn node(&mut self, path: &str, major: u32, minor: u32, role: NodeRole) {
+        self.node_owned(path.to_owned(), major, minor, role);
+    }
+
+    fn node_owned(&mut self, path: String, major: u32, minor: u32, role: NodeRole) {
         // One node per device number; the first (in plan order) names it.
-        if !self.seen_nodes.insert((major, minor)) {
-            return;
+        match self.seen_nodes.binary_search(&(major, minor)) {
+            Ok(_) => return,
+            Err(at) => self.seen_nodes.insert(at, (major, minor)),
         }
         self.nodes.push(DeviceNode {
-            path: cpath(path),
+            // Only called with constants and formatted names; as `cpath`.
+            path: ContainerPath::new(path).unwrap_or_else(|_| ContainerPath::root()),
             kind: NodeType::Char,
             major,
             minor,
@@ -596,8 +604,8 @@ impl Builder<'_> {
     }
 
     fn link(&mut self, dir: &ContainerPath, link: &str, target: &FileName) {
-        if let Some(l) = fname(link) {
-            if &l != target {
+        if link != target.as_str() {
+            if let Some(l) = fname(link) {
                 self.symlinks.push(Symlink {
                     link: dir.join(&l),
                     target: target.clone(),
@@ -637,7 +645,7 @@ impl Builder<'_> {
                         ElfClass::Elf64 => (dir64.as_ref(), &mut used64),
                         ElfClass::Elf32 => (dir32.as_ref(), &mut used32),
                     };
-                    let (Some(dir), Some(name)) = (dir, fname(name)) else {
+                    let (Some(dir), Some(name)) = (dir, FileName::of_component(name)) else {
                         continue;
                     };
                     *used = true;
@@ -648,37 +656,49 @@ impl Builder<'_> {
                         MountFlags::DRIVER,
                     );
                     let soname = f.soname.as_deref().and_then(fname);
-                    if let Some(s) = &soname {
-                        self.link(dir, s.as_str(), &name);
-                    }
                     // The toolkit's own links (libnvidia-container `nvc_ldcache.c`).
-                    let soname_or_file = soname.as_ref().unwrap_or(&name);
-                    let cache = |key: &FileName| LdCacheEntry {
-                        key: key.clone(),
-                        path: dir.join(key),
-                        class: f.class,
-                        machine,
-                    };
-                    self.ld_cache.push(cache(soname_or_file));
-                    // `ldconfig` caches a development link (`lib<x>.so`)
-                    // under its own name when the soname extends it.
-                    for dev in ["libcuda.so", "libnvidia-opticalflow.so"] {
-                        if spec.stem == dev.trim_end_matches(".so")
-                            && soname_or_file.as_str().starts_with(dev)
-                        {
-                            if let Some(dev) = fname(dev).filter(|d| d != soname_or_file) {
-                                self.ld_cache.push(cache(&dev));
-                            }
-                        }
-                    }
                     match spec.stem {
-                        "libcuda" => self.link(dir, "libcuda.so", soname_or_file),
-                        "libnvidia-opticalflow" => {
-                            self.link(dir, "libnvidia-opticalflow.so", soname_or_file)
-                        }
+                        "libcuda" => self.link(dir, "libcuda.so", soname.as_ref().unwrap_or(&name)),
+                        "libnvidia-opticalflow" => self.link(
+                            dir,
+                            "libnvidia-opticalflow.so",
+                            soname.as_ref().unwrap_or(&name),
+                        ),
                         "libGLX_nvidia" => self.link(dir, "libGLX_indirect.so.0", &name),
                         _ => {}
                     }
+                    // `soname -> file`, the file's name moved into the link.
+                    let soname_or_file = match soname {
+                        Some(s) => {
+                            if s != name {
+                                self.symlinks.push(Symlink {
+                                    link: dir.join(&s),
+                                    target: name,
+                                });
+                            }
+                            s
+                        }
+                        None => name,
+                    };
+                    let cache = |key: FileName| LdCacheEntry {
+                        path: dir.join(&key),
+                        key,
+                        class: f.class,
+                        machine,
+                    };
+                    // `ldconfig` caches a development link (`lib<x>.so`)
+                    // under its own name when the soname extends it.
+                    for (stem, dev) in [
+                        ("libcuda", "libcuda.so"),
+                        ("libnvidia-opticalflow", "libnvidia-opticalflow.so"),
+                    ] {
+                        if spec.stem == stem && soname_or_file.as_str().starts_with(dev) {
+                            if let Some(dev) = fname(dev).filter(|d| d != &soname_or_file) {
+                                self.ld_cache.push(cache(dev));
+                            }
+                        }
+                    }
+                    self.ld_cache.push(cache(soname_or_file));
                 }
                 FileKind::Binary => {
                     let Some(spec) = binary_spec(name) else {
@@ -813,14 +833,15 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     }
     check_requirements(inv, req, cfg, &parents, cuda.as_ref())?;
 
+    let files = inv.files.len() + inv.loader_files.len();
     let mut b = Builder {
         inv,
         cfg,
         nodes: Vec::new(),
-        seen_nodes: BTreeSet::new(),
-        mounts: Vec::new(),
-        symlinks: Vec::new(),
-        ld_cache: Vec::new(),
+        seen_nodes: Vec::new(),
+        mounts: Vec::with_capacity(files),
+        symlinks: Vec::with_capacity(files),
+        ld_cache: Vec::with_capacity(files),
     };
     let majors = &inv.devices;
     let nv = majors.nvidia_major;
@@ -948,18 +969,22 @@ pub fn plan(inv: &Inventory, req: &Request, cfg: &Config) -> Result<Plan, Refusa
     let mut ld_cache = std::mem::take(&mut b.ld_cache);
     // One entry per (path, class), whatever the inventory's order (the
     // cache writer sorts as ldconfig does).
-    ld_cache.sort_by(|a, b| a.path.cmp(&b.path).then(a.class.cmp(&b.class)));
+    // Entries with the same (path, class) are equal (the key is the path's
+    // last component), so an unstable sort gives the same plan.
+    ld_cache.sort_unstable_by(|a, b| a.path.cmp(&b.path).then(a.class.cmp(&b.class)));
     ld_cache.dedup_by(|later, first| later.path == first.path && later.class == first.class);
     let mut mounts = std::mem::take(&mut b.mounts);
-    mounts.sort_by(|a, b| a.destination.cmp(&b.destination).then_with(|| a.cmp(b)));
+    // A total order: equal mounts are identical, so unstable is stable here.
+    mounts.sort_unstable_by(|a, b| a.destination.cmp(&b.destination).then_with(|| a.cmp(b)));
     mounts.dedup_by(|later, first| later.destination == first.destination);
     let mut symlinks = std::mem::take(&mut b.symlinks);
-    symlinks.sort();
+    symlinks.sort_unstable();
     symlinks.dedup_by(|later, first| later.link == first.link);
+    // Both sorted: one walk drops the links a mount takes the place of.
+    let mut taken = mounts.iter().map(|m| &m.destination).peekable();
     symlinks.retain(|s| {
-        mounts
-            .binary_search_by(|m| m.destination.cmp(&s.link))
-            .is_err()
+        while taken.next_if(|d| *d < &s.link).is_some() {}
+        taken.peek() != Some(&&s.link)
     });
 
     let mut env = BTreeMap::new();

@@ -44,6 +44,17 @@
 //!   linker-cache step lists those directories and every flavour's system
 //!   library directories ([`system_lib_dirs`]), so any image finds the
 //!   driver and keeps its own libraries.
+//! - **Devices beyond the GPUs** get specs of their own kinds, as
+//!   `nvidia-ctk cdi generate --mode imex|gds|mofed|gdrcopy|nvswitch` names
+//!   them ([`Mode`], `docs/toolkit.md` §4): `nvidia.com/imex-channel` with
+//!   one device per channel the host has, named by its number (`0`), and
+//!   `nvidia.com/gds`, `/mofed`, `/gdrcopy`, `/nvswitch` with one device
+//!   `all` each, only for the families the host has. Their edits are what
+//!   the plan adds when a container asks for them (`NVIDIA_IMEX_CHANNELS=<n>`,
+//!   `NVIDIA_GDS=enabled`, ...): the same rules and inventory values as the
+//!   hook and the runc wrapper, so NVSwitch brings the fabric manager's
+//!   socket here too. Their common edits are `NVIDIA_VISIBLE_DEVICES=void`
+//!   only.
 //! - `cdiVersion` is the minimum its fields need ([`min_version`]):
 //!   0.5.0 with index names (a name may start with a digit since 0.5.0).
 //! - Bytes are deterministic: the same inventory gives the same spec.
@@ -52,6 +63,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rules::extra_devices::Gated;
 use rules::{DeviceNode, Env, Inventory, MountOp, NodeRole, Plan, Refusal, Request, RootfsFlavor};
 use serde::Serialize;
 
@@ -78,12 +90,94 @@ pub enum CdiError {
     /// Neither GPUs nor driver files: no device could carry an edit.
     #[error("no NVIDIA GPU and no driver files on this host: a CDI spec needs at least one device with edits; install the driver (or set NVIDIA_DOCKER_DRIVER_ROOT) and run setup cdi again")]
     Empty,
+    /// A spec of devices beyond the GPUs was asked for and the host has
+    /// none of them.
+    #[error("this host has no {what}, so there is no {kind} CDI spec to generate: {remedy}, or leave out --mode {mode}")]
+    Absent {
+        /// The kind that would have been generated.
+        kind: String,
+        /// The `--mode` value.
+        mode: &'static str,
+        /// The devices, as a person names them.
+        what: String,
+        /// What makes the host have them.
+        remedy: String,
+    },
     /// `vendor/class` is not a valid CDI kind.
     #[error("invalid CDI kind {kind:?}: the vendor is a DNS name (letters, digits, '-', '.'), the class letters, digits, '-' or '_', each starting with a letter")]
     Kind {
         /// `vendor/class`.
         kind: String,
     },
+}
+
+/// Which spec to generate: the GPUs, or one kind of device beyond them
+/// (the `nvidia-ctk cdi generate --mode` of the same name, module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// GPUs and MIG devices, with the driver (`nvidia.com/gpu`).
+    Gpu,
+    /// IMEX channels (`nvidia.com/imex-channel`).
+    #[value(name = "imex-channel", alias = "imex")]
+    ImexChannel,
+    /// GPUDirect Storage (`nvidia.com/gds`).
+    Gds,
+    /// GPUDirect RDMA (`nvidia.com/mofed`).
+    Mofed,
+    /// GDRCopy (`nvidia.com/gdrcopy`).
+    Gdrcopy,
+    /// NVSwitch, NVLink and the fabric manager (`nvidia.com/nvswitch`).
+    Nvswitch,
+}
+
+impl Mode {
+    /// Every mode, GPUs first.
+    pub const ALL: [Mode; 6] = [
+        Mode::Gpu,
+        Mode::ImexChannel,
+        Mode::Gds,
+        Mode::Mofed,
+        Mode::Gdrcopy,
+        Mode::Nvswitch,
+    ];
+
+    /// The CDI class the toolkit gives it.
+    pub fn class(self) -> &'static str {
+        match self {
+            Mode::Gpu => "gpu",
+            Mode::ImexChannel => "imex-channel",
+            Mode::Gds => "gds",
+            Mode::Mofed => "mofed",
+            Mode::Gdrcopy => "gdrcopy",
+            Mode::Nvswitch => "nvswitch",
+        }
+    }
+
+    /// The gated family it serves.
+    pub fn gated(self) -> Option<Gated> {
+        match self {
+            Mode::Gds => Some(Gated::Gds),
+            Mode::Mofed => Some(Gated::Mofed),
+            Mode::Gdrcopy => Some(Gated::Gdrcopy),
+            Mode::Nvswitch => Some(Gated::Nvswitch),
+            Mode::Gpu | Mode::ImexChannel => None,
+        }
+    }
+
+    /// True when `inv` has devices of this mode (a GPU spec always has
+    /// something to say, or is refused by [`generate`] itself).
+    pub fn present(self, inv: &Inventory) -> bool {
+        let extra = &inv.extra_devices;
+        match (self, self.gated()) {
+            (Mode::Gpu, _) => true,
+            (Mode::ImexChannel, _) => extra.imex_major.is_some() && !extra.imex_channels.is_empty(),
+            (_, Some(g)) => extra
+                .nodes
+                .iter()
+                .any(|n| Gated::of_path(&n.path) == Some(g)),
+            (_, None) => false,
+        }
+    }
 }
 
 /// How to generate.
@@ -422,6 +516,151 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
     Ok(spec)
 }
 
+/// Generates the spec of `mode` (module docs); `opts.class` names its
+/// class.
+pub fn generate_mode(
+    inv: &Inventory,
+    cfg: &rules::Config,
+    opts: &CdiOptions,
+    mode: Mode,
+) -> Result<Spec, CdiError> {
+    if mode == Mode::Gpu {
+        return generate(inv, cfg, opts);
+    }
+    let kind = kind(&opts.vendor, &opts.class)?;
+    if !mode.present(inv) {
+        let (what, remedy) = match mode.gated() {
+            Some(g) => (
+                g.devices().to_owned(),
+                format!("load the {} module on the host", g.module()),
+            ),
+            None => (
+                format!(
+                    "IMEX channel ({}/channel<N>)",
+                    rules::extra_devices::IMEX_DIR
+                ),
+                "load the NVIDIA driver with IMEX support (NVreg_CreateImexChannel0=1)".to_owned(),
+            ),
+        };
+        return Err(CdiError::Absent {
+            kind,
+            mode: mode.class(),
+            what,
+            remedy,
+        });
+    }
+    // What asking adds to a driver-only container: the same plan the hook
+    // and the runc wrapper apply for the same variable.
+    let base = extra_plan(inv, cfg, opts, "none", None)?;
+    let mut devices = Vec::new();
+    match mode.gated() {
+        Some(g) => {
+            let plan = extra_plan(inv, cfg, opts, "all", Some((g.variable(), "enabled")))?;
+            devices.push(Device {
+                name: "all".to_owned(),
+                container_edits: added_edits(&base, &plan, &opts.dev_root),
+            });
+        }
+        None => {
+            let mut channels = inv.extra_devices.imex_channels.clone();
+            channels.sort_unstable();
+            channels.dedup();
+            for c in channels {
+                let name = c.to_string();
+                let plan = extra_plan(
+                    inv,
+                    cfg,
+                    opts,
+                    &name,
+                    Some((rules::extra_devices::ENV_IMEX_CHANNELS, &name)),
+                )?;
+                devices.push(Device {
+                    name,
+                    container_edits: added_edits(&base, &plan, &opts.dev_root),
+                });
+            }
+        }
+    }
+    let mut spec = Spec {
+        cdi_version: String::new(),
+        kind,
+        devices,
+        container_edits: ContainerEdits {
+            env: vec!["NVIDIA_VISIBLE_DEVICES=void".to_owned()],
+            ..ContainerEdits::default()
+        },
+    };
+    spec.cdi_version = min_version(&spec).to_owned();
+    Ok(spec)
+}
+
+/// Every spec the host has devices for, GPUs first, each with its
+/// mode's class (`opts.class` is for the GPU spec).
+pub fn generate_all(
+    inv: &Inventory,
+    cfg: &rules::Config,
+    opts: &CdiOptions,
+) -> Result<Vec<(Mode, Spec)>, CdiError> {
+    let mut specs = Vec::new();
+    for mode in Mode::ALL.into_iter().filter(|m| m.present(inv)) {
+        let opts = if mode == Mode::Gpu {
+            opts.clone()
+        } else {
+            CdiOptions {
+                class: mode.class().to_owned(),
+                ..opts.clone()
+            }
+        };
+        specs.push((mode, generate_mode(inv, cfg, &opts, mode)?));
+    }
+    Ok(specs)
+}
+
+/// The plan of a driver-only container (`compute`) asking for `extra`;
+/// `name` is the CDI device it is for.
+fn extra_plan(
+    inv: &Inventory,
+    cfg: &rules::Config,
+    opts: &CdiOptions,
+    name: &str,
+    extra: Option<(&str, &str)>,
+) -> Result<Plan, CdiError> {
+    let plan_err = |source| CdiError::Plan {
+        name: name.to_owned(),
+        source: Box::new(source),
+    };
+    let env = Env::from_pairs(
+        [
+            ("NVIDIA_VISIBLE_DEVICES", "none"),
+            ("NVIDIA_DRIVER_CAPABILITIES", "compute"),
+        ]
+        .into_iter()
+        .chain(extra),
+    );
+    let req = Request::from_container(&env, &BTreeMap::new(), true, opts.flavor, cfg)
+        .map_err(plan_err)?;
+    rules::plan(inv, &req, cfg).map_err(plan_err)
+}
+
+/// The device nodes and mounts `plan` has beyond `base`, in plan order.
+fn added_edits(base: &Plan, plan: &Plan, dev_root: &Path) -> ContainerEdits {
+    ContainerEdits {
+        device_nodes: plan
+            .device_nodes
+            .iter()
+            .filter(|n| !base.device_nodes.iter().any(|b| b.path == n.path))
+            .map(|n| node(n, dev_root))
+            .collect(),
+        mounts: plan
+            .mounts
+            .iter()
+            .filter(|m| !base.mounts.contains(m))
+            .map(mount)
+            .collect(),
+        ..ContainerEdits::default()
+    }
+}
+
 /// The lowest `cdiVersion` whose loader accepts `spec` (the CDI library's
 /// `MinimumRequiredVersion` rules for the fields this generator uses):
 /// 0.3.0 base; 0.4.0 for a mount `type`; 0.5.0 for a `hostPath` or a
@@ -492,5 +731,176 @@ mod tests {
         ] {
             assert!(kind(v, c).is_err(), "{v}/{c}");
         }
+    }
+}
+
+#[cfg(test)]
+mod extra_tests {
+    use super::*;
+    use rules::extra_devices::{ExtraDevices, HostNode};
+    use rules::{DriverFile, ElfClass, FileKind, HostPath, Version};
+
+    fn host_node(path: &str, major: u32, minor: u32) -> HostNode {
+        HostNode {
+            path: path.to_owned(),
+            major,
+            minor,
+        }
+    }
+
+    /// A driver-only host (no GPU) with two IMEX channels (listed out of
+    /// order), GDS and NVSwitch nodes, and the fabric manager's socket.
+    fn inventory() -> Inventory {
+        let mut inv = Inventory::new(Version::parse("535.104.05").unwrap());
+        inv.files.push(DriverFile {
+            path: HostPath::new("/run/nvidia-fabricmanager/socket").unwrap(),
+            kind: FileKind::IpcSocket,
+            class: ElfClass::Elf64,
+            soname: None,
+        });
+        inv.extra_devices = ExtraDevices {
+            imex_major: Some(238),
+            imex_channels: vec![1, 0],
+            nodes: vec![
+                host_node("/dev/nvidia-fs1", 239, 1),
+                host_node("/dev/nvidia-fs0", 239, 0),
+                host_node("/dev/nvidia-nvswitch0", 241, 0),
+                host_node("/dev/nvidia-nvlink", 242, 0),
+            ],
+            ..ExtraDevices::default()
+        };
+        inv
+    }
+
+    fn opts(mode: Mode) -> CdiOptions {
+        CdiOptions {
+            vendor: "nvidia.com".to_owned(),
+            class: mode.class().to_owned(),
+            hook_path: PathBuf::from("/usr/bin/nvidia-container-runtime-hook"),
+            hook_env: Vec::new(),
+            flavor: RootfsFlavor::DebianLike,
+            dev_root: PathBuf::from("/dev"),
+        }
+    }
+
+    fn json(inv: &Inventory, mode: Mode) -> Result<String, CdiError> {
+        let spec = generate_mode(inv, &rules::Config::default(), &opts(mode), mode)?;
+        Ok(render(&spec, Format::Json))
+    }
+
+    fn node_json(path: &str) -> String {
+        format!(
+            r#"{{
+            "path": "{path}",
+            "hostPath": "{path}",
+            "fileMode": 438,
+            "permissions": "rw",
+            "uid": 0,
+            "gid": 0
+          }}"#
+        )
+    }
+
+    fn spec_json(kind: &str, devices: &[(&str, String)]) -> String {
+        let devices: Vec<String> = devices
+            .iter()
+            .map(|(name, edits)| {
+                format!(
+                    "    {{\n      \"name\": \"{name}\",\n      \"containerEdits\": {{\n{edits}\n      }}\n    }}"
+                )
+            })
+            .collect();
+        format!(
+            "{{\n  \"cdiVersion\": \"0.5.0\",\n  \"kind\": \"{kind}\",\n  \"devices\": [\n{}\n  ],\n  \"containerEdits\": {{\n    \"env\": [\n      \"NVIDIA_VISIBLE_DEVICES=void\"\n    ]\n  }}\n}}\n",
+            devices.join(",\n")
+        )
+    }
+
+    fn nodes_json(paths: &[&str]) -> String {
+        let nodes: Vec<String> = paths
+            .iter()
+            .map(|p| format!("          {}", node_json(p)))
+            .collect();
+        format!(
+            "        \"deviceNodes\": [\n{}\n        ]",
+            nodes.join(",\n")
+        )
+    }
+
+    #[test]
+    fn imex_channels_are_devices_named_by_number() {
+        let got = json(&inventory(), Mode::ImexChannel).unwrap();
+        let want = spec_json(
+            "nvidia.com/imex-channel",
+            &[
+                (
+                    "0",
+                    nodes_json(&["/dev/nvidia-caps-imex-channels/channel0"]),
+                ),
+                (
+                    "1",
+                    nodes_json(&["/dev/nvidia-caps-imex-channels/channel1"]),
+                ),
+            ],
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn gated_families_are_one_device_all() {
+        let got = json(&inventory(), Mode::Gds).unwrap();
+        let want = spec_json(
+            "nvidia.com/gds",
+            &[("all", nodes_json(&["/dev/nvidia-fs0", "/dev/nvidia-fs1"]))],
+        );
+        assert_eq!(got, want);
+        // NVSwitch brings the fabric manager's socket, as the plan does.
+        let got = json(&inventory(), Mode::Nvswitch).unwrap();
+        let mounts = "        \"mounts\": [\n          {\n            \"hostPath\": \"/run/nvidia-fabricmanager/socket\",\n            \"containerPath\": \"/run/nvidia-fabricmanager/socket\",\n            \"type\": \"bind\",\n            \"options\": [\n              \"rbind\",\n              \"rprivate\",\n              \"nosuid\",\n              \"nodev\",\n              \"noexec\"\n            ]\n          }\n        ]";
+        let want = spec_json(
+            "nvidia.com/nvswitch",
+            &[(
+                "all",
+                format!(
+                    "{},\n{mounts}",
+                    nodes_json(&["/dev/nvidia-nvlink", "/dev/nvidia-nvswitch0"])
+                ),
+            )],
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn only_what_the_host_has() {
+        let inv = inventory();
+        let all = generate_all(&inv, &rules::Config::default(), &opts(Mode::Gpu)).unwrap();
+        let kinds: Vec<&str> = all.iter().map(|(_, s)| s.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "nvidia.com/gpu",
+                "nvidia.com/imex-channel",
+                "nvidia.com/gds",
+                "nvidia.com/nvswitch"
+            ]
+        );
+        for (mode, what) in [
+            (
+                Mode::Mofed,
+                "this host has no /dev/infiniband/*, so there is no nvidia.com/mofed CDI spec to generate: load the ib_uverbs (MLNX_OFED) module on the host, or leave out --mode mofed",
+            ),
+            (
+                Mode::Gdrcopy,
+                "this host has no /dev/gdrdrv, so there is no nvidia.com/gdrcopy CDI spec to generate: load the gdrdrv module on the host, or leave out --mode gdrcopy",
+            ),
+        ] {
+            assert_eq!(json(&inv, mode).unwrap_err().to_string(), what);
+        }
+        let mut bare = inv.clone();
+        bare.extra_devices = ExtraDevices::default();
+        assert_eq!(
+            json(&bare, Mode::ImexChannel).unwrap_err().to_string(),
+            "this host has no IMEX channel (/dev/nvidia-caps-imex-channels/channel<N>), so there is no nvidia.com/imex-channel CDI spec to generate: load the NVIDIA driver with IMEX support (NVreg_CreateImexChannel0=1), or leave out --mode imex-channel"
+        );
     }
 }

@@ -285,9 +285,15 @@ pub struct CdiArgs {
     /// The kind's vendor.
     #[arg(long, default_value = "nvidia.com")]
     pub vendor: String,
-    /// The kind's class.
-    #[arg(long, default_value = "gpu")]
-    pub class: String,
+    /// The kind's class (default: the mode's, `gpu`, `imex-channel`, ...).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Which spec: the GPUs (default), or a kind of device beyond them, as
+    /// `nvidia-ctk cdi generate --mode` names them. With --write and no
+    /// --mode (and no --output-file): every spec the host has devices for,
+    /// each in its own file (`nvidia.yaml`, `nvidia-imex-channel.yaml`, ...).
+    #[arg(long, value_enum)]
+    pub mode: Option<cdi::Mode>,
     /// The hook binary.
     #[arg(long, default_value = DEFAULT_HOOK_PATH, value_name = "PATH")]
     pub hook_path: PathBuf,
@@ -477,51 +483,62 @@ fn run_cdi(
             }
         },
     };
+    let mode = a.mode.unwrap_or(cdi::Mode::Gpu);
     let opts = cdi::CdiOptions {
         vendor: a.vendor.clone(),
-        class: a.class.clone(),
+        class: a.class.clone().unwrap_or_else(|| mode.class().to_owned()),
         hook_path: a.hook_path.clone(),
         hook_env: hook::runtime::hook_env(env),
         flavor,
         dev_root: cfg.paths.dev_root.clone(),
     };
-    let spec = cdi::generate(&inv, &cfg.rules, &opts)?;
-    let target = match (&a.output_file, a.output.write || a.output.dry_run) {
-        (Some(p), _) => Some(p.clone()),
-        (None, true) => {
-            // /var/run/cdi by default: regenerated at boot and after each
-            // driver load (packaging/), it cannot outlive the inventory.
-            let dir = if a.r#static {
-                cdi::STATIC_DIR
-            } else {
-                cdi::DYNAMIC_DIR
-            };
-            let ext = match a.format {
-                Some(cdi::Format::Json) => "json",
-                _ => "yaml",
-            };
-            Some(Path::new(dir).join(format!(
-                "{}.{ext}",
-                a.vendor.split('.').next().unwrap_or("nvidia")
-            )))
-        }
-        (None, false) => None,
+    let to_dir = a.output_file.is_none() && (a.output.write || a.output.dry_run);
+    let specs = if to_dir && a.mode.is_none() {
+        cdi::generate_all(&inv, &cfg.rules, &opts)?
+    } else {
+        vec![(mode, cdi::generate_mode(&inv, &cfg.rules, &opts, mode)?)]
     };
-    let format = a.format.unwrap_or_else(|| match &target {
-        Some(p) if p.extension().is_some_and(|e| e == "json") => cdi::Format::Json,
-        _ => cdi::Format::Yaml,
-    });
-    let text = cdi::render(&spec, format);
-    match target {
-        None => out.write_all(text.as_bytes()).map_err(Into::into),
-        Some(path) => {
-            let output = Output {
-                write: !a.output.dry_run,
-                dry_run: a.output.dry_run,
-            };
-            merge_file(&path, &output, out, note, "new containers use it", |_| {
-                Ok(text)
-            })
+    for (mode, spec) in specs {
+        let target = match (&a.output_file, to_dir) {
+            (Some(p), _) => Some(p.clone()),
+            (None, true) => {
+                // /var/run/cdi by default: regenerated at boot and after each
+                // driver load (packaging/), it cannot outlive the inventory.
+                let dir = if a.r#static {
+                    cdi::STATIC_DIR
+                } else {
+                    cdi::DYNAMIC_DIR
+                };
+                let ext = match a.format {
+                    Some(cdi::Format::Json) => "json",
+                    _ => "yaml",
+                };
+                let stem = a.vendor.split('.').next().unwrap_or("nvidia");
+                let name = match mode {
+                    cdi::Mode::Gpu => format!("{stem}.{ext}"),
+                    m => format!("{stem}-{}.{ext}", m.class()),
+                };
+                Some(Path::new(dir).join(name))
+            }
+            (None, false) => None,
+        };
+        let format = a.format.unwrap_or_else(|| match &target {
+            Some(p) if p.extension().is_some_and(|e| e == "json") => cdi::Format::Json,
+            _ => cdi::Format::Yaml,
+        });
+        let text = cdi::render(&spec, format);
+        match target {
+            None => out.write_all(text.as_bytes())?,
+            Some(path) => {
+                let output = Output {
+                    write: !a.output.dry_run,
+                    dry_run: a.output.dry_run,
+                };
+                merge_file(&path, &output, out, note, "new containers use it", |_| {
+                    Ok(text)
+                })?;
+            }
         }
     }
+    Ok(())
 }

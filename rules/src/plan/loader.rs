@@ -6,7 +6,9 @@ use crate::capability::Capabilities;
 use crate::files::RootfsFlavor;
 use crate::loader_files::{loader_dir, loader_spec, LoaderFile};
 
-use super::{cpath, fname, Builder, MountFlags, MountKind};
+use crate::path::ContainerPath;
+
+use super::{fname, Builder, MountFlags, MountKind};
 
 impl Builder<'_> {
     /// Mounts one loader file when `lib_caps` (the capabilities after
@@ -29,7 +31,8 @@ impl Builder<'_> {
         ) else {
             return;
         };
-        let dir = cpath(&dir);
+        // As `cpath`, without copying the string.
+        let dir = ContainerPath::new(dir).unwrap_or_else(|_| ContainerPath::root());
         if let Some(link) = spec.link {
             self.link(&dir, link, &file);
         }
