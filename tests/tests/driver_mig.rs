@@ -137,7 +137,7 @@ fn hook_case(host: &SimHost, cgroup: CgroupVersion, devices: &str, want: &Seen) 
 }
 
 #[test]
-fn hook_mig_uuid_and_index_v1() {
+fn hook_mig_uuid_index_and_all_v1() {
     require!(Prereq::Runc, CgroupVersion::V1.prereq());
     let host = host();
     let uuids = mig_uuids(&host);
@@ -146,6 +146,12 @@ fn hook_mig_uuid_and_index_v1() {
     // A MIG device and the GPU without MIG.
     let both = format!("{},1", uuids[0]);
     hook_case(&host, CgroupVersion::V1, &both, &want(&host, &[0], &[1]));
+    hook_case(
+        &host,
+        CgroupVersion::V1,
+        "all",
+        &want(&host, &[0, 1, 2], &[1]),
+    );
 }
 
 #[test]
