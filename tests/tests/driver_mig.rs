@@ -281,3 +281,40 @@ fn podman_cdi_mig_devices() {
         assert_eq!(got.access, every_access, "{name}: {out}");
     }
 }
+
+/// The device cgroup allows only the selected instances: the host's node
+/// of another compute instance of the same GPU instance, bind-mounted in
+/// by the bundle, is refused (EPERM), while the selected one's opens up to
+/// the missing driver (ENXIO).
+#[test]
+fn hook_other_instances_are_denied_v1_v2() {
+    let host = host();
+    let gpu = &host.desc.gpus[0];
+    // `0:1` is gi1/ci1; gi1/ci0 is another MIG device.
+    let selected = fixtures::host_desc::ci_caps_minor(gpu.minor, 1, 1);
+    let other = fixtures::host_desc::ci_caps_minor(gpu.minor, 1, 0);
+    let node = |minor: u32| {
+        host.layout
+            .dev_root
+            .join(format!("nvidia-caps/nvidia-cap{minor}"))
+    };
+    for cgroup in [CgroupVersion::V1, CgroupVersion::V2] {
+        require!(Prereq::Runc, cgroup.prereq());
+        let mut b = Bundle::builder(Variant::Debian)
+            .sh("for n in selected other; do echo \"$n $(cat /dev/e2e-$n 2>&1 >/dev/null | sed 's/.*: //')\"; done")
+            .env("NVIDIA_VISIBLE_DEVICES", "0:1")
+            .hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+        for (name, minor) in [("selected", selected), ("other", other)] {
+            b = b.mount(serde_json::json!({
+                "destination": format!("/dev/e2e-{name}"), "type": "bind",
+                "source": node(minor), "options": ["bind"]
+            }));
+        }
+        let out = runc_run(&b.build().unwrap(), cgroup).unwrap();
+        out.assert_success();
+        assert_eq!(
+            out.stdout, "selected No such device or address\nother Operation not permitted\n",
+            "{cgroup:?}: {out}"
+        );
+    }
+}
