@@ -19,6 +19,7 @@ pub mod drm;
 pub mod elf;
 pub mod extra;
 pub mod loader;
+pub mod mig;
 pub mod nvml;
 pub mod probe;
 pub mod root;

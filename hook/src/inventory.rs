@@ -20,6 +20,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use rules::inventory::MigDevice;
 use rules::{DeviceInfo, Gpu, HostPath, Inventory, PciBusId, Version};
 
 use crate::config::HookConfig;
@@ -82,6 +83,9 @@ pub enum InventoryError {
     /// NVML's answer) is still the one running, or the other way round.
     #[error("{0}")]
     VersionMismatch(Box<VersionMismatch>),
+    /// A MIG device's access file is missing or malformed.
+    #[error(transparent)]
+    Mig(#[from] discover::mig::MigError),
     /// The discovered inventory is inconsistent (e.g. two GPUs with one UUID).
     #[error("the discovered inventory is inconsistent")]
     Inconsistent(#[source] rules::inventory::InventoryError),
@@ -269,7 +273,7 @@ fn discover_with_fingerprint(
     }
     let loader_files =
         discover::loader::find_loader_files(&mut resolver, &files, &facts.driver_version);
-    let gpus = gpus(&facts)?;
+    let gpus = gpus(&facts, &paths.proc_root)?;
     let drm = discover::drm::drm_nodes(&paths.sys_root, &gpus);
     let extra_devices = discover::extra::extra_devices(&paths.proc_root, &paths.dev_root);
     let inv = Inventory {
@@ -298,8 +302,9 @@ fn discover_with_fingerprint(
     Ok((inv, fingerprint))
 }
 
-/// The inventory's GPUs from NVML's facts.
-pub fn gpus(facts: &NvmlFacts) -> Result<Vec<Gpu>, InventoryError> {
+/// The inventory's GPUs from NVML's facts, with their MIG devices' caps
+/// minors read from the access files under `proc_root`.
+pub fn gpus(facts: &NvmlFacts, proc_root: &Path) -> Result<Vec<Gpu>, InventoryError> {
     let lib = &facts.lib;
     let missing = |index, field| InventoryError::MissingGpuField {
         index,
@@ -338,7 +343,33 @@ pub fn gpus(facts: &NvmlFacts) -> Result<Vec<Gpu>, InventoryError> {
                 arch,
                 model: g.name.clone().unwrap_or_else(|| "Unknown".to_owned()),
                 mig_enabled: g.mig_enabled.unwrap_or(false),
-                mig: Vec::new(),
+                mig: mig_devices(g, minor, proc_root)?,
+            })
+        })
+        .collect()
+}
+
+fn mig_devices(
+    g: &discover::nvml::GpuFacts,
+    minor: u32,
+    proc_root: &Path,
+) -> Result<Vec<MigDevice>, InventoryError> {
+    use discover::mig::{access_file, read_minor, MigId};
+    g.mig
+        .iter()
+        .map(|m| {
+            let id = MigId {
+                gpu: g.index,
+                mig: m.index,
+                uuid: &m.uuid,
+            };
+            Ok(MigDevice {
+                index: m.index,
+                uuid: m.uuid.clone(),
+                gi: m.gi,
+                ci: m.ci,
+                gi_caps_minor: read_minor(proc_root, &access_file(minor, m.gi, None), id)?,
+                ci_caps_minor: read_minor(proc_root, &access_file(minor, m.gi, Some(m.ci)), id)?,
             })
         })
         .collect()

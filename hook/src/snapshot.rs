@@ -17,8 +17,10 @@
 //! settings discovery used (roots, cache path, NVML path, search path), the
 //! NVRM version in `<proc>/driver/nvidia/version`, the `nvidia*` entries
 //! of the dev root (and `nvidia-caps/`) with their type and device number,
-//! and the identity (device, inode, size, mtime) of `ld.so.cache` and of the
-//! NVML library. It is taken *before* discovery, so a host that changes
+//! the MIG GPU and compute instances the driver lists under
+//! `<proc>/driver/nvidia/capabilities/gpu<N>/mig/` (names only: a MIG
+//! reconfiguration creates or removes them), and the identity (device,
+//! inode, size, mtime) of `ld.so.cache` and of the NVML library. It is taken *before* discovery, so a host that changes
 //! while discovery runs leaves a snapshot that no longer matches.
 //!
 //! Loading trusts a snapshot only if it is a regular file owned by root (or
@@ -164,6 +166,12 @@ pub struct Fingerprint {
     pub nvml_lib: PathBuf,
     /// Its identity.
     pub nvml_lib_id: FileId,
+    /// The MIG GPU and compute instances the driver has
+    /// (`<proc>/driver/nvidia/capabilities/gpu<N>/mig/gi<G>[/ci<C>]`, e.g.
+    /// `gpu0/gi1/ci0`): creating or destroying one changes the MIG devices
+    /// and the capability minors discovery read from their access files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mig_instances: Vec<String>,
 }
 
 /// The file.
@@ -203,6 +211,9 @@ pub enum Change {
         /// The first difference.
         detail: String,
     },
+    /// A MIG GPU or compute instance was created or destroyed.
+    #[error("the MIG instances changed")]
+    Mig,
     /// `ld.so.cache` was rewritten or replaced.
     #[error("the linker cache was rewritten")]
     LdCache,
@@ -418,6 +429,7 @@ impl Fingerprint {
             ld_cache: FileId::of(&stat(&cfg.paths.ld_cache)?),
             nvml_lib: nvml_lib.to_path_buf(),
             nvml_lib_id: FileId::of(&stat(nvml_lib)?),
+            mig_instances: discover::mig::instances(&cfg.paths.proc_root),
         })
     }
 
@@ -439,6 +451,9 @@ impl Fingerprint {
             return Ok(Some(Change::DevNodes {
                 detail: node_difference(&self.dev_nodes, &nodes),
             }));
+        }
+        if discover::mig::instances(&cfg.paths.proc_root) != self.mig_instances {
+            return Ok(Some(Change::Mig));
         }
         if FileId::of(&stat(&cfg.paths.ld_cache)?) != self.ld_cache {
             return Ok(Some(Change::LdCache));

@@ -1118,3 +1118,88 @@ fn hook_flags_and_env_override_the_file() {
     check_matches(&sim, &inv);
     assert!(snapshot::path(&sim.cache_dir()).is_file());
 }
+
+/// A MIG-enabled GPU's MIG devices, with the caps minors read from the
+/// access files; the GPU without MIG has none.
+#[test]
+fn mig_devices_are_discovered_with_their_caps_minors() {
+    let sim = Sim::new(HostDescription::synthetic(2, DRIVER, CUDA).with_mig(0));
+    let inv = inventory::discover(&sim.config()).unwrap();
+    let gpu = &sim.desc.gpus[0];
+    let got: Vec<(u32, String, u32, u32, u32, u32)> = inv.gpus[0]
+        .mig
+        .iter()
+        .map(|m| {
+            (
+                m.index,
+                m.uuid.clone(),
+                m.gi,
+                m.ci,
+                m.gi_caps_minor,
+                m.ci_caps_minor,
+            )
+        })
+        .collect();
+    let uuid = |k: usize| gpu.mig_devices()[k].ci.uuid.clone();
+    // gpu0: gi1 is 3 + 9 = 12 (ci0 13, ci1 14), gi2 is 21 (ci0 22).
+    assert_eq!(
+        got,
+        [
+            (0, uuid(0), 1, 0, 12, 13),
+            (1, uuid(1), 1, 1, 12, 14),
+            (2, uuid(2), 2, 0, 21, 22),
+        ]
+    );
+    assert!(inv.gpus[0].mig_enabled);
+    assert!(!inv.gpus[1].mig_enabled && inv.gpus[1].mig.is_empty());
+    assert_eq!(inv.devices.caps_major, Some(sim.desc.caps_major));
+}
+
+/// Minors come from the access files, not from the numbering scheme: a
+/// file that says otherwise wins, and a missing one is an error naming it.
+#[test]
+fn mig_caps_minors_are_read_not_computed() {
+    let sim = Sim::new(HostDescription::synthetic(1, DRIVER, CUDA).with_mig(0));
+    let caps = sim
+        .layout
+        .proc_root
+        .join("driver/nvidia/capabilities/gpu0/mig");
+    let file = caps.join("gi2/ci0/access");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, "DeviceFileMinor: 99\nDeviceFileMode: 292\n").unwrap();
+    let inv = inventory::discover(&sim.config()).unwrap();
+    assert_eq!(inv.gpus[0].mig[2].ci_caps_minor, 99);
+    std::fs::remove_file(&file).unwrap();
+    let err = inventory::discover(&sim.config()).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "MIG device 0:2 ({}): cannot read its capability file {}: ",
+            sim.desc.gpus[0].mig_devices()[2].ci.uuid,
+            file.display()
+        )),
+        "{err}"
+    );
+}
+
+/// A MIG instance created (or destroyed) after the snapshot: stale.
+#[test]
+fn changed_mig_instances_rediscover() {
+    rediscovers_after(
+        |sim| {
+            let gi = sim
+                .layout
+                .proc_root
+                .join("driver/nvidia/capabilities/gpu1/mig/gi3");
+            std::fs::create_dir_all(gi.join("ci0")).unwrap();
+        },
+        |e| {
+            matches!(
+                e,
+                SnapshotError::Stale {
+                    change: Change::Mig,
+                    ..
+                }
+            )
+        },
+    );
+}

@@ -198,6 +198,30 @@ fn ambiguous_and_mig_texts() {
          use an index, UUID or PCI bus id that nvidia-smi -L lists"
     );
     assert_eq!(
+        refused_on(
+            &mig,
+            &[(
+                "NVIDIA_VISIBLE_DEVICES",
+                "MIG-cccccccc-0000-0000-0000-000000000000"
+            )],
+            &[]
+        ),
+        "unknown MIG device MIG-cccccccc-0000-0000-0000-000000000000 in NVIDIA_VISIBLE_DEVICES; this host has 2 GPUs (indexes 0-1): \
+         use an index, UUID or PCI bus id that nvidia-smi -L lists"
+    );
+    assert_eq!(
+        refused_on(
+            &host(2),
+            &[(
+                "NVIDIA_VISIBLE_DEVICES",
+                "MIG-aaaaaaaa-0000-0000-0000-000000000000"
+            )],
+            &[]
+        ),
+        "MIG device MIG-aaaaaaaa-0000-0000-0000-000000000000 in NVIDIA_VISIBLE_DEVICES, but no GPU on this host has MIG mode enabled: \
+         select whole GPUs instead"
+    );
+    assert_eq!(
         refused_on(&host(0), &[("NVIDIA_VISIBLE_DEVICES", "0")], &[]),
         "unknown GPU 0 in NVIDIA_VISIBLE_DEVICES; this host has no GPU: use an index, UUID or PCI bus id that nvidia-smi -L lists"
     );

@@ -18,6 +18,7 @@ mod docker;
 mod driver_drm;
 mod driver_extra;
 mod driver_graphics;
+mod driver_mig;
 mod driver_params;
 mod everyday;
 mod gpu_check;

@@ -62,6 +62,23 @@ pub struct GpuFacts {
     pub architecture: Option<String>,
     /// `nvmlDeviceGetMigMode`'s current mode.
     pub mig_enabled: Option<bool>,
+    /// The MIG devices, when MIG mode is enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mig: Vec<MigFacts>,
+}
+
+/// What NVML says about one MIG device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigFacts {
+    /// `nvmlDeviceGetMigDeviceHandleByIndex`'s index.
+    pub index: u32,
+    /// `nvmlDeviceGetUUID` of the MIG handle, `MIG-...`.
+    pub uuid: String,
+    /// `nvmlDeviceGetGpuInstanceId`.
+    pub gi: u32,
+    /// `nvmlDeviceGetComputeInstanceId`.
+    pub ci: u32,
 }
 
 /// NVML's return codes (`nvmlReturn_t`), plus the wrapper's own failures.
@@ -291,6 +308,42 @@ fn architecture_name(arch: &DeviceArchitecture) -> &'static str {
     }
 }
 
+/// The MIG devices of a MIG-enabled GPU, as the toolkit enumerates them:
+/// every index below `nvmlDeviceGetMaxMigDeviceCount`, skipping the
+/// NOT_FOUND ones (MIG device slots need not be contiguous).
+fn mig_devices(
+    ctx: &Ctx<'_>,
+    nvml: &Nvml,
+    dev: &nvml_wrapper::Device<'_>,
+    index: u32,
+) -> Result<Vec<MigFacts>, NvmlError> {
+    let g = Some(index);
+    let Some(max) = ctx.may("nvmlDeviceGetMaxMigDeviceCount", g, dev.mig_device_count())? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for k in 0..max {
+        let mig = match dev.mig_device_by_index(k) {
+            Ok(m) => m,
+            Err(WrapperError::NotFound) => continue,
+            Err(e) => return Err(ctx.err("nvmlDeviceGetMigDeviceHandleByIndex", g, e)),
+        };
+        let uuid = ctx.must("nvmlDeviceGetUUID (MIG device)", g, mig.uuid())?;
+        let (gi, ci) = ctx.must(
+            "nvmlDeviceGetGpuInstanceId/nvmlDeviceGetComputeInstanceId",
+            g,
+            crate::sys::nvml::mig_instance_ids(nvml, &mig),
+        )?;
+        out.push(MigFacts {
+            index: k,
+            uuid,
+            gi,
+            ci,
+        });
+    }
+    Ok(out)
+}
+
 /// Loads NVML from `lib`, initialises it and reads the driver, CUDA and
 /// per-GPU facts, in this process. NVML is shut down before returning.
 pub fn query(lib: &Path) -> Result<NvmlFacts, NvmlError> {
@@ -326,6 +379,14 @@ pub fn query(lib: &Path) -> Result<NvmlFacts, NvmlError> {
             g,
             nvml.device_by_index(index),
         )?;
+        let mig_enabled = ctx
+            .may("nvmlDeviceGetMigMode", g, dev.mig_mode())?
+            .map(|m| m.current != 0);
+        let mig = if mig_enabled == Some(true) {
+            mig_devices(&ctx, &nvml, &dev, index)?
+        } else {
+            Vec::new()
+        };
         gpus.push(GpuFacts {
             index,
             minor: ctx.may("nvmlDeviceGetMinorNumber", g, dev.minor_number())?,
@@ -347,9 +408,8 @@ pub fn query(lib: &Path) -> Result<NvmlFacts, NvmlError> {
             architecture: ctx
                 .may("nvmlDeviceGetArchitecture", g, dev.architecture())?
                 .map(|a| architecture_name(&a).to_owned()),
-            mig_enabled: ctx
-                .may("nvmlDeviceGetMigMode", g, dev.mig_mode())?
-                .map(|m| m.current != 0),
+            mig_enabled,
+            mig,
         });
     }
     Ok(NvmlFacts {

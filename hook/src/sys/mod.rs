@@ -17,6 +17,7 @@
 //! - [`caps`]: capability sets.
 //! - [`child`]: a step in a forked, single-threaded child with a deadline.
 //! - [`cuda`]: the CUDA driver API's device attributes (for v1's `/gpu/info`).
+//! - [`nvml`]: a MIG device's instance ids (NVML calls `nvml-wrapper` lacks).
 //! - `bpf`, `process`: the device cgroup's eBPF program and the ldconfig
 //!   child (owned by the cgroup/ldconfig work).
 //!
@@ -36,4 +37,5 @@ pub mod fs;
 pub mod lock;
 pub mod mount;
 pub mod ns;
+pub mod nvml;
 pub mod process;
