@@ -39,6 +39,7 @@ mod podman;
 mod real_driver;
 mod real_driver_runtimes;
 mod runc;
+mod setup_mode;
 mod simulated_gpus;
 mod v1_bench;
 mod v1_docker;
