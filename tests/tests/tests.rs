@@ -6,6 +6,7 @@
 //! `e2e::prereq`. Run one suite with a filter:
 //! `cargo test -p e2e --test integration runc::`.
 
+mod cgroup_systemd;
 mod cli_explain;
 mod config_bench;
 mod config_common;
