@@ -406,7 +406,11 @@ fn nvml_that_crashes_fails_the_start_with_one_line() {
     ];
     for (name, hook, signal) in &cases {
         let _ = std::fs::remove_dir_all(&cache);
-        let out = runc_run(&gpu_bundle(&host, &[hook.clone()]), CgroupVersion::V1).unwrap();
+        let out = runc_run(
+            &gpu_bundle(&host, std::slice::from_ref(hook)),
+            CgroupVersion::V1,
+        )
+        .unwrap();
         failed_cleanly(&out, &host, &before, name);
         let lib = host
             .layout
@@ -434,7 +438,11 @@ fn nvml_that_crashes_fails_the_start_with_one_line() {
     .unwrap();
     out.assert_success();
     for (name, hook, _) in &cases {
-        let out = runc_run(&gpu_bundle(&host, &[hook.clone()]), CgroupVersion::V1).unwrap();
+        let out = runc_run(
+            &gpu_bundle(&host, std::slice::from_ref(hook)),
+            CgroupVersion::V1,
+        )
+        .unwrap();
         assert!(out.success(), "{name} with a fresh snapshot: {out}");
         Inside::parse(&out.stdout).assert_gpus(&host, &[0, 1], &format!("{name}\n{out}"));
     }
