@@ -104,13 +104,10 @@ impl SystemdNs {
         let ns = SystemdNs { child, cgroup, dir };
         let start = Instant::now();
         loop {
-            if let Ok(pid) = ns.pid() {
-                if let Ok(out) = ns.exec(&["systemctl", "is-system-running"]) {
-                    let state = out.stdout.trim().to_owned();
-                    if state == "running" || state == "degraded" {
-                        log_pid(pid);
-                        return Ok(ns);
-                    }
+            if let Ok(out) = ns.exec(&["systemctl", "is-system-running"]) {
+                let state = out.stdout.trim();
+                if state == "running" || state == "degraded" {
+                    return Ok(ns);
                 }
             }
             if start.elapsed() > BOOT_TIMEOUT {
@@ -174,10 +171,6 @@ impl Drop for SystemdNs {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn log_pid(pid: u32) {
-    eprintln!("systemd booted as pid {pid}");
 }
 
 /// Removes `dir` and the cgroups below it, deepest first.

@@ -29,8 +29,9 @@ enum Mode {
 }
 
 /// What opening GPU 0's node says in the container before and after
-/// `systemctl daemon-reload`, and the scope's `DeviceAllow=`.
-fn open_before_and_after_reload(mode: Mode) -> (String, String, String) {
+/// `systemctl daemon-reload`, the scope's `DeviceAllow=`, and the node's
+/// `/dev/char` name.
+fn open_before_and_after_reload(mode: Mode) -> (String, String, String, String) {
     let host = SimHost::synthetic(1).unwrap();
     let id = unique_name("e2e-sd");
     // The runtime, the hook and the mock NVML see the namespace's own /dev,
@@ -135,7 +136,11 @@ fn open_before_and_after_reload(mode: Mode) -> (String, String, String) {
     assert!(reload.success(), "{reload}");
     let after = probe();
     let _ = ns.exec(&[runc, "--root", "/run/e2e-runc", "delete", "-f", &id]);
-    (before, after, show.stdout)
+    let char_name = format!(
+        "/dev/char/{}:{}",
+        host.desc.nvidia_major, host.desc.gpus[0].minor
+    );
+    (before, after, show.stdout, char_name)
 }
 
 #[test]
@@ -148,8 +153,8 @@ fn hook_mode_loses_the_gpu_at_daemon_reload() {
         Prereq::Tool("nsenter"),
         Prereq::Tool("unshare")
     );
-    let (before, after, allow) = open_before_and_after_reload(Mode::Hook);
-    assert!(!allow.contains("/dev/char/195:"), "{allow}");
+    let (before, after, allow, node) = open_before_and_after_reload(Mode::Hook);
+    assert!(!allow.contains(&node), "{allow}");
     assert!(before.contains(ENXIO), "before: {before}");
     assert!(after.contains(EPERM), "after daemon-reload: {after}");
 }
@@ -164,8 +169,8 @@ fn wrapper_mode_keeps_the_gpu_at_daemon_reload() {
         Prereq::Tool("nsenter"),
         Prereq::Tool("unshare")
     );
-    let (before, after, allow) = open_before_and_after_reload(Mode::Wrapper);
-    assert!(allow.contains("/dev/char/195:0 rw"), "{allow}");
+    let (before, after, allow, node) = open_before_and_after_reload(Mode::Wrapper);
+    assert!(allow.contains(&format!("{node} rw")), "{allow}");
     assert!(before.contains(ENXIO), "before: {before}");
     assert!(after.contains(ENXIO), "after daemon-reload: {after}");
 }
