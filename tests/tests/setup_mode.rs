@@ -9,8 +9,8 @@
 //! way here, so the containers run under a second private dockerd started
 //! with the generated `daemon.json` (the cgroupfs driver), where the spec is
 //! what the test checks.
-use e2e::hook::SimHost;
-use e2e::{require, Dockerd, Prereq, Variant};
+use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
+use e2e::{require, Dockerd, Podman, Prereq, Variant};
 use serde_json::Value;
 
 use crate::config_common::run_setup;
@@ -172,4 +172,75 @@ fn docker_on_the_systemd_cgroup_driver_gets_the_wrapper_as_default_runtime() {
         )),
         "{out}"
     );
+}
+
+/// Issue 13: `setup hooks` in wrapper mode registers the wrapper as Podman's
+/// runtime `nvidia` (containers.conf.d drop-in); a real Podman reading that
+/// table runs a GPU container through it, the devices in the spec.
+#[test]
+fn podman_runs_gpu_containers_through_the_generated_runtime_table() {
+    require!(Prereq::Podman);
+    let host = SimHost::synthetic(2).unwrap();
+    let script = runtime_script(&host);
+    let engine_root = host.dir().join("engine-root");
+    let out = run_setup(
+        &host,
+        &[
+            "hooks",
+            "--engine-root",
+            engine_root.to_str().unwrap(),
+            "--output-file",
+            host.dir().join("hooks.d/nv.json").to_str().unwrap(),
+            "--runtime-path",
+            script.to_str().unwrap(),
+            "--mode",
+            "wrapper",
+            "--write",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(
+        out.stderr
+            .contains("mode: wrapper (engine.runtime \"nvidia\" in "),
+        "{out}"
+    );
+    let dropin = std::fs::read_to_string(
+        engine_root.join("etc/containers/containers.conf.d/99-nvidia.conf"),
+    )
+    .unwrap();
+    assert!(
+        dropin.starts_with("[engine]\nruntime = \"nvidia\"\n"),
+        "{dropin}"
+    );
+    let table = &dropin[dropin
+        .find("[engine.runtimes]")
+        .expect("the runtimes table")..];
+    // The harness's Podman has a containers.conf of its own and always
+    // names its runtime: the generated table is added to that file, and the
+    // runtime asked for by the name it registers.
+    let podman = Podman::builder().runtime("nvidia").build().unwrap();
+    let conf = podman.dir().join("containers.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push('\n');
+    text.push_str(table);
+    std::fs::write(&conf, text).unwrap();
+    let variant = Variant::Debian;
+    let image = "localhost/e2e/setup-mode-podman";
+    podman.import(variant, image, &[] as &[&str]).unwrap();
+    let lib = format!("{}/{}", lib_dir(variant), host.libcuda());
+    let out = podman
+        .run_podman(&[
+            "run",
+            "--rm",
+            "--env",
+            "NVIDIA_VISIBLE_DEVICES=1",
+            image,
+            "/bin/sh",
+            "-c",
+            &inside_script(&lib),
+        ])
+        .unwrap();
+    assert!(out.success(), "{out}");
+    Inside::parse(&out.stdout).assert_gpus(&host, &[1], &out);
 }
