@@ -81,7 +81,13 @@ fn docker_write_twice_changes_nothing_the_second_time() {
         &[],
     )
     .unwrap();
-    assert_eq!(note, format!("{p}: already up to date\n"));
+    let lines: Vec<&str> = note.lines().collect();
+    assert_eq!(lines[0], format!("{p}: already up to date"));
+    assert!(
+        lines[1].starts_with("mode: wrapper (default-runtime \"nvidia\"), as asked ("),
+        "{note}"
+    );
+    assert_eq!(lines.len(), 2, "{note}");
     assert_eq!(std::fs::read(&path).unwrap(), first);
     assert_eq!(files(dir.path()).len(), 2, "no second backup");
     let (out, note) = setup(
@@ -89,7 +95,10 @@ fn docker_write_twice_changes_nothing_the_second_time() {
         &[],
     )
     .unwrap();
-    assert_eq!((out.as_str(), note), ("", format!("{p}: no changes\n")));
+    assert_eq!(
+        (out.as_str(), note.lines().next()),
+        ("", Some(format!("{p}: no changes").as_str()))
+    );
 }
 
 #[test]
@@ -132,11 +141,15 @@ fn engines_and_hooks_are_idempotent() {
         ],
         vec![
             "crio".into(),
+            "--engine-root".into(),
+            d.join("host").display().to_string(),
             "--config".into(),
             d.join("crio.d/99-nvidia.toml").display().to_string(),
         ],
         vec![
             "hooks".into(),
+            "--engine-root".into(),
+            d.join("host").display().to_string(),
             "--output-file".into(),
             d.join("hooks.d/nv.json").display().to_string(),
         ],
@@ -151,7 +164,15 @@ fn engines_and_hooks_are_idempotent() {
         let file = Path::new(case.last().unwrap());
         assert_eq!(std::fs::read_to_string(file).unwrap(), printed, "{case:?}");
         let (_, note) = setup(&args, &env).unwrap();
-        assert!(note.ends_with(": already up to date\n"), "{case:?}: {note}");
+        let lines: Vec<&str> = note.lines().collect();
+        assert!(
+            lines[lines.len() - 2].ends_with(": already up to date"),
+            "{case:?}: {note}"
+        );
+        assert!(
+            lines[lines.len() - 1].starts_with("mode: "),
+            "{case:?}: {note}"
+        );
     }
     let hooks: Value =
         serde_json::from_slice(&std::fs::read(d.join("hooks.d/nv.json")).unwrap()).unwrap();
@@ -605,44 +626,215 @@ fn docker_reserved_runtime_name_is_refused_and_nothing_written() {
     assert!(!file.exists());
 }
 
+/// Issue 13: an engine on the systemd cgroup manager gets wrapper mode (the
+/// wrapper as its default runtime), with the reason on one line; `--mode
+/// hook` keeps hook mode and says what it costs.
 #[test]
-fn hooks_warn_when_an_engine_uses_the_systemd_cgroup_manager() {
+fn hooks_choose_wrapper_mode_when_an_engine_uses_the_systemd_cgroup_manager() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let root = d.join("host");
     let out = d.join("hooks.d/nv.json");
-    let args = |root: &Path| {
-        vec![
+    let dropin = root.join("etc/containers/containers.conf.d/99-nvidia.conf");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
             "hooks".to_owned(),
             "--output-file".to_owned(),
             out.display().to_string(),
             "--engine-root".to_owned(),
             root.display().to_string(),
-            "--write".to_owned(),
-        ]
+        ];
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        setup(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]).unwrap()
     };
     std::fs::create_dir_all(root.join("etc/containers")).unwrap();
-    let a = args(&root);
-    let (_, note) = setup(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]).unwrap();
-    assert!(!note.contains("warning"), "{note}");
-    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    let (_, note) = setup(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]).unwrap();
-    assert!(
-        note.ends_with(
-            "warning: podman uses the systemd cgroup manager (the default on a host running systemd): \
-             systemd drops the devices a hook allows at its next daemon-reload (\"Failed to initialize \
-             NVML: Unknown Error\"); use the runc wrapper instead, which puts the GPUs in the spec: \
-             podman run --runtime /usr/bin/nvidia-docker-runtime ...\n"
+    let (_, note) = run(&["--write"]);
+    assert_eq!(
+        note.lines().last(),
+        Some(
+            "mode: hook (default runtime unchanged): podman uses the cgroupfs cgroup driver (the default on \
+             a host without systemd), which keeps devices a hook allowed; --mode wrapper to make the wrapper \
+             the default runtime"
         ),
         "{note}"
     );
-    // The hook file is written all the same (containers started with the
-    // wrapper skip it).
     assert!(out.exists());
+    assert!(!dropin.exists());
+    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    let (printed, _) = run(&[]);
+    assert!(
+        printed.starts_with(&format!("# {}\n{{", out.display())),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "# {}\n[engine]\nruntime = \"nvidia\"\n",
+            dropin.display()
+        )),
+        "{printed}"
+    );
+    let (_, note) = run(&["--write"]);
+    assert_eq!(
+        note.lines().last(),
+        Some(
+            format!(
+                "mode: wrapper (engine.runtime \"nvidia\" in {}): podman uses the systemd cgroup driver (the \
+                 default on a host running systemd), and systemctl daemon-reload drops devices a hook allowed \
+                 (\"Failed to initialize NVML: Unknown Error\"); --mode hook to leave the default runtime alone",
+                dropin.display()
+            )
+            .as_str()
+        ),
+        "{note}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&dropin).unwrap(),
+        "[engine]\nruntime = \"nvidia\"\n\n[engine.runtimes]\nnvidia = [\"/usr/bin/nvidia-docker-runtime\"]\n"
+    );
+    // The hook file is written all the same: containers the wrapper handled
+    // carry its annotation and the hook leaves them alone.
+    assert!(out.exists());
+    std::fs::remove_file(&dropin).unwrap();
+    let (_, note) = run(&["--write", "--mode", "hook"]);
+    assert!(
+        note.lines()
+            .last()
+            .unwrap()
+            .starts_with("mode: hook (default runtime unchanged), as asked; warning: podman uses the systemd cgroup driver"),
+        "{note}"
+    );
+    assert!(!dropin.exists());
+    // CRI-O, installed, defaults to systemd.
+    std::fs::create_dir_all(root.join("etc/crio")).unwrap();
+    let (_, note) = run(&["--write"]);
+    let crio = root.join("etc/crio/crio.conf.d/99-nvidia.toml");
+    let text = std::fs::read_to_string(&crio).unwrap();
+    assert!(text.contains("default_runtime = \"nvidia\""), "{text}");
+    assert!(
+        note.contains("CRI-O uses the systemd cgroup driver (CRI-O's default)"),
+        "{note}"
+    );
 }
 
-/// Issue 12: the GPU Operator's drop-in layout, idempotent; the refresh
-/// units installed; the RuntimeClass printed.
+/// Issue 13: `setup docker|containerd|crio` make the wrapper the default
+/// runtime when the engine uses the systemd cgroup driver.
+#[test]
+fn engines_on_the_systemd_cgroup_driver_get_the_wrapper_as_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = d.join("host");
+    std::fs::create_dir_all(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let none = format!("unix://{}/none.sock", d.display());
+    let dj = d.join("daemon.json");
+    let dj = dj.to_str().unwrap();
+    std::fs::write(dj, r#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#).unwrap();
+    let (out, note) = setup(
+        &[
+            "docker",
+            "--config",
+            dj,
+            "--docker-host",
+            &none,
+            "--engine-root",
+            r,
+        ],
+        &[],
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["default-runtime"], "nvidia", "{out}");
+    assert!(
+        note.starts_with(&format!(
+            "mode: wrapper (default-runtime \"nvidia\"): docker uses the systemd cgroup driver (exec-opts native.cgroupdriver=systemd in {dj})"
+        )),
+        "{note}"
+    );
+    let (out, note) = setup(
+        &[
+            "docker",
+            "--config",
+            dj,
+            "--docker-host",
+            &none,
+            "--engine-root",
+            r,
+            "--mode",
+            "hook",
+        ],
+        &[],
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.get("default-runtime"), None, "{out}");
+    assert!(
+        note.contains("warning: docker uses the systemd cgroup driver"),
+        "{note}"
+    );
+
+    let c = d.join("config.toml");
+    let c = c.to_str().unwrap();
+    std::fs::write(
+        c,
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n",
+    )
+    .unwrap();
+    let (out, note) = setup(&["containerd", "--config", c], &[]).unwrap();
+    let t: toml_edit::DocumentMut = out.parse().unwrap();
+    let cri = &t["plugins"]["io.containerd.grpc.v1.cri"]["containerd"];
+    assert_eq!(
+        cri["default_runtime_name"].as_str(),
+        Some("nvidia"),
+        "{out}"
+    );
+    assert_eq!(
+        cri["runtimes"]["nvidia"]["options"]["SystemdCgroup"].as_bool(),
+        Some(true)
+    );
+    assert!(note.starts_with("mode: wrapper (default_runtime_name \"nvidia\"): containerd uses the systemd cgroup driver (SystemdCgroup = true in plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options in "), "{note}");
+    std::fs::write(c, "version = 2\n").unwrap();
+    let (out, note) = setup(&["containerd", "--config", c], &[]).unwrap();
+    assert!(!out.contains("default_runtime_name"), "{out}");
+    assert!(note.starts_with("mode: hook"), "{note}");
+
+    let crio = d.join("crio.toml");
+    let (out, note) = setup(
+        &[
+            "crio",
+            "--config",
+            crio.to_str().unwrap(),
+            "--engine-root",
+            r,
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(out.contains("default_runtime = \"nvidia\""), "{out}");
+    assert!(note.starts_with("mode: wrapper (default_runtime \"nvidia\"): CRI-O uses the systemd cgroup driver (CRI-O's default)"), "{note}");
+    std::fs::create_dir_all(root.join("etc/crio/crio.conf.d")).unwrap();
+    std::fs::write(
+        root.join("etc/crio/crio.conf.d/10-cg.conf"),
+        "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n",
+    )
+    .unwrap();
+    let (out, _) = setup(
+        &[
+            "crio",
+            "--config",
+            crio.to_str().unwrap(),
+            "--engine-root",
+            r,
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(!out.contains("default_runtime"), "{out}");
+}
+
 #[test]
 fn kubernetes_node_files() {
     let dir = tempfile::tempdir().unwrap();

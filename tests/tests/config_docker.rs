@@ -17,7 +17,7 @@ use crate::config_common::{real_runc, run_setup, wrapper_binary};
 
 /// `<host>/nvidia-runtime.sh`: the simulated host's variables, the real
 /// runc and the built hook, then the wrapper.
-fn runtime_script(host: &SimHost) -> PathBuf {
+pub(crate) fn runtime_script(host: &SimHost) -> PathBuf {
     let mut text = String::from("#!/bin/sh\n");
     let mut vars: Vec<(String, String)> = host
         .env()
@@ -47,7 +47,7 @@ fn runtime_script(host: &SimHost) -> PathBuf {
 
 /// The bundle's `config.json` of container `id`, under the daemon's exec
 /// root (containerd's task directory).
-fn find_config(root: &Path, id: &str) -> Option<PathBuf> {
+pub(crate) fn find_config(root: &Path, id: &str) -> Option<PathBuf> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -83,6 +83,9 @@ fn docker_runtime_from_generated_daemon_json() {
         daemon_json.to_str().unwrap(),
         "--runtime-path",
         script.to_str().unwrap(),
+        // The runtime by name only, whatever the host's docker runs with.
+        "--mode",
+        "hook",
         "--write",
     ];
     run_setup(&host, &args, &[]).unwrap();

@@ -312,6 +312,9 @@ fn podman_with_generated_hooks_d() {
             hook.to_str().unwrap(),
             "--output-file",
             file.to_str().unwrap(),
+            // Hook mode whatever the host's Podman uses: nothing under /etc.
+            "--mode",
+            "hook",
             "--write",
         ],
         &[],

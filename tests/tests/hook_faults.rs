@@ -371,3 +371,83 @@ fn sixty_four_containers_in_parallel_on_a_cold_cache() {
     }
     eprintln!("64 parallel starts: slowest {slowest:?}");
 }
+
+/// Issue 13: NVML that crashes (SIGSEGV in `nvmlInit`, abort in a device
+/// query) kills the hook's probe child, not the hook: the start fails with
+/// one line naming NVML and what to do, the container never runs, the host
+/// is unchanged. With a fresh snapshot NVML is not asked at all and the
+/// container starts with its GPUs.
+#[test]
+fn nvml_that_crashes_fails_the_start_with_one_line() {
+    require!(Prereq::Runc, Prereq::CgroupV1);
+    let host = SimHost::synthetic(2).unwrap();
+    let before = host_state(&host);
+    let cache = host.dir().join("cache");
+    let crashing = |name: &str, edit: &dyn Fn(&mut host_desc::Faults)| {
+        let mut desc = host.desc.clone();
+        edit(&mut desc.faults);
+        let file = host.dir().join(format!("{name}.json"));
+        std::fs::write(&file, desc.to_json()).unwrap();
+        host.prestart_hook()
+            .unwrap()
+            .env(host_desc::ENV_HOST_FILE, file.to_str().unwrap())
+    };
+    let cases: [(&str, Hook, &str); 2] = [
+        (
+            "init_crash",
+            crashing("init-crash", &|f| {
+                f.init_crash = Some(host_desc::Crash::Segv)
+            }),
+            "SIGSEGV",
+        ),
+        (
+            "device_crash",
+            crashing("device-crash", &|f| {
+                f.device_crash = Some(host_desc::Crash::Abort)
+            }),
+            "SIGABRT",
+        ),
+    ];
+    for (name, hook, signal) in &cases {
+        let _ = std::fs::remove_dir_all(&cache);
+        let out = runc_run(
+            &gpu_bundle(&host, std::slice::from_ref(hook)),
+            CgroupVersion::V1,
+        )
+        .unwrap();
+        failed_cleanly(&out, &host, &before, name);
+        let lib = host
+            .layout
+            .driver_root
+            .join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.104.05");
+        assert!(
+            out.stderr.contains(&format!(
+                "nvidia-docker-hook: NVML crashed with {signal} while discovering the GPUs (library {}): \
+                 the driver's user-space libraries do not match the loaded kernel module or are damaged; \
+                 check that nvidia-smi works on the host, and reinstall the driver if it does not",
+                lib.display()
+            )),
+            "{name}: {out}"
+        );
+        assert!(
+            !cache.join("inventory.json").exists(),
+            "{name}: a snapshot was written"
+        );
+    }
+    // A fresh snapshot first: NVML is not asked, its crash does not matter.
+    let out = runc_run(
+        &gpu_bundle(&host, &[host.prestart_hook().unwrap()]),
+        CgroupVersion::V1,
+    )
+    .unwrap();
+    out.assert_success();
+    for (name, hook, _) in &cases {
+        let out = runc_run(
+            &gpu_bundle(&host, std::slice::from_ref(hook)),
+            CgroupVersion::V1,
+        )
+        .unwrap();
+        assert!(out.success(), "{name} with a fresh snapshot: {out}");
+        Inside::parse(&out.stdout).assert_gpus(&host, &[0, 1], &format!("{name}\n{out}"));
+    }
+}

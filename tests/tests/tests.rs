@@ -7,6 +7,7 @@
 //! `cargo test -p e2e --test integration runc::`.
 
 mod cdi_extra;
+mod cgroup_systemd;
 mod cli_explain;
 mod config_bench;
 mod config_common;
@@ -41,6 +42,7 @@ mod podman;
 mod real_driver;
 mod real_driver_runtimes;
 mod runc;
+mod setup_mode;
 mod simulated_gpus;
 mod v1_bench;
 mod v1_docker;

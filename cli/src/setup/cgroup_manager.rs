@@ -7,8 +7,8 @@
 //! prestart hook allowed after the fact are then denied, and CUDA reports
 //! "Failed to initialize NVML: Unknown Error" hours after the start. The
 //! runc wrapper (`nvidia-docker-runtime`) writes the GPUs into the spec
-//! before runc reads it, so they are in `DeviceAllow=` and survive. So on
-//! such a host `setup hooks` says to use the wrapper instead.
+//! before runc reads it, so they are in `DeviceAllow=` and survive. So for
+//! such an engine `setup hooks` chooses wrapper mode ([`super::mode`]).
 //!
 //! Where the setting is read (later files win, as the engines read them):
 //! - Podman: `cgroup_manager` in `[engine]` of
@@ -23,19 +23,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// An engine found to use the systemd cgroup manager, and why we think so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemdEngine {
-    /// `podman` or `CRI-O`.
-    pub engine: &'static str,
-    /// `cgroup_manager = "systemd" in <file>`, or the default that applied.
-    pub because: String,
-}
-
-/// The engines under `root` (`/` on a real host) that use the systemd
-/// cgroup manager.
-pub fn systemd_engines(root: &Path) -> Vec<SystemdEngine> {
-    let mut found = Vec::new();
+/// Podman's cgroup manager under `root`, and where it came from.
+pub fn podman_setting(root: &Path) -> (String, String) {
     let podman_files = config_files(
         root,
         &[
@@ -44,62 +33,32 @@ pub fn systemd_engines(root: &Path) -> Vec<SystemdEngine> {
         ],
         "etc/containers/containers.conf.d",
     );
-    let podman = match last_setting(&podman_files, &["engine"]) {
-        Some((value, file)) => Some((
+    match last_setting(&podman_files, &["engine"]) {
+        Some((value, file)) => (
             value.clone(),
             format!("cgroup_manager = {value:?} in {}", file.display()),
-        )),
-        None if root.join("run/systemd/system").is_dir() => Some((
+        ),
+        None if root.join("run/systemd/system").is_dir() => (
             "systemd".to_owned(),
             "the default on a host running systemd".to_owned(),
-        )),
-        None => None,
-    };
-    if let Some((value, because)) = podman {
-        if value == "systemd" {
-            found.push(SystemdEngine {
-                engine: "podman",
-                because,
-            });
-        }
+        ),
+        None => (
+            "cgroupfs".to_owned(),
+            "the default on a host without systemd".to_owned(),
+        ),
     }
-    if root.join("etc/crio").is_dir() {
-        let files = config_files(root, &["etc/crio/crio.conf"], "etc/crio/crio.conf.d");
-        let (value, because) = match last_setting(&files, &["crio", "runtime"]) {
-            Some((value, file)) => (
-                value.clone(),
-                format!("cgroup_manager = {value:?} in {}", file.display()),
-            ),
-            None => ("systemd".to_owned(), "CRI-O's default".to_owned()),
-        };
-        if value == "systemd" {
-            found.push(SystemdEngine {
-                engine: "CRI-O",
-                because,
-            });
-        }
-    }
-    found
 }
 
-/// The warning `setup hooks` prints for `engines` (empty when none).
-pub fn warning(engines: &[SystemdEngine], runtime_path: &str) -> String {
-    engines
-        .iter()
-        .map(|e| {
-            let remedy = if e.engine == "podman" {
-                format!("podman run --runtime {runtime_path} ...")
-            } else {
-                "nvidia-docker setup crio --write".to_owned()
-            };
-            format!(
-                "warning: {} uses the systemd cgroup manager ({}): systemd drops the devices a hook allows \
-                 at its next daemon-reload (\"Failed to initialize NVML: Unknown Error\"); use the runc \
-                 wrapper instead, which puts the GPUs in the spec: {remedy}\n",
-                e.engine, e.because
-            )
-        })
-        .collect()
+/// CRI-O's cgroup manager under `root`, and where it came from.
+pub fn crio_setting(root: &Path) -> (String, String) {
+    let files = config_files(root, &["etc/crio/crio.conf"], "etc/crio/crio.conf.d");
+    match last_setting(&files, &["crio", "runtime"]) {
+        Some((value, file)) => (
+            value.clone(),
+            format!("cgroup_manager = {value:?} in {}", file.display()),
+        ),
+        None => ("systemd".to_owned(), "CRI-O's default".to_owned()),
+    }
 }
 
 fn config_files(root: &Path, files: &[&str], dropin_dir: &str) -> Vec<PathBuf> {
@@ -155,39 +114,38 @@ mod tests {
     fn podman_settings_and_default() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        assert!(systemd_engines(root).is_empty());
+        assert_eq!(
+            podman_setting(root),
+            (
+                "cgroupfs".to_owned(),
+                "the default on a host without systemd".to_owned()
+            )
+        );
         std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-        let found = systemd_engines(root);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].because, "the default on a host running systemd");
+        assert_eq!(
+            podman_setting(root),
+            (
+                "systemd".to_owned(),
+                "the default on a host running systemd".to_owned()
+            )
+        );
         write(
             root,
             "usr/share/containers/containers.conf",
             "[engine]\n#cgroup_manager = \"systemd\"\ncgroup_manager = \"cgroupfs\"\n",
         );
-        assert!(systemd_engines(root).is_empty());
+        assert_eq!(podman_setting(root).0, "cgroupfs");
         write(
             root,
             "etc/containers/containers.conf.d/50-x.conf",
             "[engine]\ncgroup_manager = \"systemd\"\n",
         );
-        let found = systemd_engines(root);
         assert_eq!(
-            found[0].because,
+            podman_setting(root).1,
             format!(
                 "cgroup_manager = \"systemd\" in {}",
                 root.join("etc/containers/containers.conf.d/50-x.conf")
                     .display()
-            )
-        );
-        assert_eq!(
-            warning(&found[..1], "/usr/bin/nvidia-docker-runtime"),
-            format!(
-                "warning: podman uses the systemd cgroup manager ({}): systemd drops the devices a hook \
-                 allows at its next daemon-reload (\"Failed to initialize NVML: Unknown Error\"); use the \
-                 runc wrapper instead, which puts the GPUs in the spec: podman run --runtime \
-                 /usr/bin/nvidia-docker-runtime ...\n",
-                found[0].because
             )
         );
     }
@@ -196,18 +154,16 @@ mod tests {
     fn crio_default_is_systemd() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::create_dir_all(root.join("etc/crio")).unwrap();
-        let found = systemd_engines(root);
-        assert_eq!(found.len(), 1);
         assert_eq!(
-            (found[0].engine, found[0].because.as_str()),
-            ("CRI-O", "CRI-O's default")
+            crio_setting(root),
+            ("systemd".to_owned(), "CRI-O's default".to_owned())
         );
         write(
             root,
             "etc/crio/crio.conf.d/10-cg.conf",
             "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n",
         );
-        assert!(systemd_engines(root).is_empty());
+        assert_eq!(podman_setting(root).0, "cgroupfs");
+        assert_eq!(crio_setting(root).0, "cgroupfs");
     }
 }

@@ -392,6 +392,34 @@ pub fn merge_crio(
     Ok(finish(existing, &doc))
 }
 
+/// Podman's containers.conf drop-in registering the wrapper
+/// (`/etc/containers/containers.conf.d/99-nvidia.conf`):
+/// `engine.runtimes.<name> = [<path>]` and, on request, `engine.runtime`.
+pub fn merge_podman(
+    path: &Path,
+    existing: Option<&str>,
+    opts: &RuntimeOptions,
+) -> Result<String, EngineError> {
+    let mut doc = parse(path, existing)?;
+    let engine = table(doc.as_table_mut(), "engine", "engine", path)?;
+    if opts.set_default {
+        engine.insert("runtime", value(opts.runtime_name.as_str()));
+    }
+    let runtimes = table(engine, "runtimes", "engine.runtimes", path)?;
+    let mut list = toml_edit::Array::new();
+    list.push(opts.runtime_path.as_str());
+    let same = runtimes
+        .get(&opts.runtime_name)
+        .and_then(Item::as_array)
+        .is_some_and(|a| {
+            a.len() == 1 && a.get(0).and_then(|v| v.as_str()) == Some(&opts.runtime_path)
+        });
+    if !same {
+        runtimes.insert(&opts.runtime_name, value(list));
+    }
+    Ok(finish(existing, &doc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,6 +588,29 @@ mod tests {
         assert_eq!(
             add_containerd_import(mp, None, dp).unwrap(),
             "version = 2\nimports = [\"/d/99-nvidia.toml\"]\n"
+        );
+    }
+
+    #[test]
+    fn podman_drop_in() {
+        let o = RuntimeOptions {
+            set_default: true,
+            ..opts()
+        };
+        let out = merge_podman(Path::new("/p.conf"), None, &o).unwrap();
+        assert_eq!(
+            out,
+            "[engine]\nruntime = \"nvidia\"\n\n[engine.runtimes]\nnvidia = [\"/usr/bin/nvidia-docker-runtime\"]\n"
+        );
+        assert_eq!(
+            merge_podman(Path::new("/p.conf"), Some(&out), &o).unwrap(),
+            out
+        );
+        let kept = "# mine\n[engine]\nevents_logger = \"file\"\n";
+        let out = merge_podman(Path::new("/p.conf"), Some(kept), &o).unwrap();
+        assert!(
+            out.starts_with("# mine\n[engine]\nevents_logger = \"file\"\nruntime = \"nvidia\"\n"),
+            "{out}"
         );
     }
 

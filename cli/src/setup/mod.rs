@@ -19,6 +19,10 @@
 //! left untouched. Engines are not restarted: the line printed after a
 //! write says what to restart.
 //!
+//! `docker`, `containerd`, `crio` and `hooks` choose hook or wrapper mode
+//! from the engine's cgroup driver and print one line saying which and why
+//! ([`mode`]; `--mode` overrides it).
+//!
 //! The hook paths and the hook `env` written into hooks.d and CDI files
 //! are the installed binaries' and `PATH` plus the `NVIDIA_DOCKER_*` host
 //! roots set in `setup`'s own environment (so a simulated host is carried
@@ -33,6 +37,7 @@ pub mod engines;
 pub mod hooks;
 pub mod install;
 pub mod kubernetes;
+pub mod mode;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -118,6 +123,32 @@ pub struct Output {
     pub dry_run: bool,
 }
 
+/// Hook or wrapper mode ([`mode`]).
+#[derive(Debug, Args, Clone)]
+pub struct ModeArgs {
+    /// hook: GPU containers through the prestart hook, the wrapper
+    /// registered by name only; wrapper: the wrapper as the default runtime
+    /// (devices in the spec, kept by systemd's daemon-reload); auto: wrapper
+    /// when the engine uses the systemd cgroup driver.
+    #[arg(long, value_enum, default_value_t = mode::ModeChoice::Auto)]
+    pub mode: mode::ModeChoice,
+    /// Where the engines' configuration is read from, to find their cgroup
+    /// driver ([`mode`]).
+    #[arg(long, default_value = "/", value_name = "DIR", hide = true)]
+    pub engine_root: PathBuf,
+}
+
+impl ModeArgs {
+    /// `--set-as-default` asks for wrapper mode.
+    fn choice(&self, r: &RuntimeEntry) -> mode::ModeChoice {
+        if r.set_as_default {
+            mode::ModeChoice::Wrapper
+        } else {
+            self.mode
+        }
+    }
+}
+
 /// The runtime entry.
 #[derive(Debug, Args, Clone)]
 pub struct RuntimeEntry {
@@ -143,6 +174,12 @@ pub struct DockerArgs {
     /// Also turn on Docker's CDI support (features.cdi).
     #[arg(long)]
     pub cdi: bool,
+    /// The Engine API asked for dockerd's cgroup driver (default: DOCKER_HOST,
+    /// else unix:///var/run/docker.sock).
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+    #[command(flatten)]
+    pub mode: ModeArgs,
     #[command(flatten)]
     pub output: Output,
 }
@@ -172,6 +209,8 @@ pub struct ContainerdArgs {
     #[arg(long, value_name = "FILE", num_args = 0..=1,
           default_missing_value = engines::DEFAULT_CONTAINERD_DROP_IN)]
     pub drop_in: Option<PathBuf>,
+    #[command(flatten)]
+    pub mode: ModeArgs,
     #[command(flatten)]
     pub output: Output,
 }
@@ -216,6 +255,8 @@ pub struct CrioArgs {
     #[command(flatten)]
     pub runtime: RuntimeEntry,
     #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
     pub output: Output,
 }
 
@@ -237,10 +278,20 @@ pub struct HooksArgs {
     /// Which containers run the hook.
     #[arg(long, value_enum, default_value_t = hooks::When::Always)]
     pub when: hooks::When,
-    /// Where the engines' configuration is read from, to warn when they use
-    /// the systemd cgroup manager ([`cgroup_manager`]).
+    /// hook: only the hooks.d file; wrapper: also make the wrapper Podman's
+    /// (and CRI-O's, when installed) default runtime, under the engine root's
+    /// etc/containers/containers.conf.d/99-nvidia.conf and
+    /// etc/crio/crio.conf.d/99-nvidia.toml; auto: wrapper for an engine
+    /// using the systemd cgroup manager.
+    #[arg(long, value_enum, default_value_t = mode::ModeChoice::Auto)]
+    pub mode: mode::ModeChoice,
+    /// Where the engines' configuration is read from (and, in wrapper
+    /// mode, written to) ([`mode`]).
     #[arg(long, default_value = "/", value_name = "DIR", hide = true)]
     pub engine_root: PathBuf,
+    /// The wrapper made the default runtime in wrapper mode.
+    #[arg(long, default_value = DEFAULT_RUNTIME_PATH, value_name = "PATH")]
+    pub runtime_path: String,
     #[command(flatten)]
     pub output: Output,
 }
@@ -326,69 +377,66 @@ pub fn run_with(
 ) -> anyhow::Result<()> {
     match &args.target {
         Target::Docker(a) => {
+            let path = &a.config;
+            let current = install::read_existing(path)?;
+            let host = a.docker_host.clone().or_else(|| env("DOCKER_HOST"));
+            let socket = mode::docker_socket(host.as_deref());
+            let detected = mode::docker(
+                socket.as_deref(),
+                (path, current.as_deref()),
+                &a.mode.engine_root,
+            );
+            let setting = format!("default-runtime {:?}", a.runtime.runtime_name);
+            let decision = mode::decide(a.mode.choice(&a.runtime), &detected, &setting);
             let opts = docker::DockerOptions {
                 runtime_name: a.runtime.runtime_name.clone(),
                 runtime_path: a.runtime.runtime_path.clone(),
-                set_default: a.runtime.set_as_default,
+                set_default: decision.wrapper,
                 cdi: a.cdi,
             };
-            let path = &a.config;
             merge_file(path, &a.output, out, note, "restart dockerd", |old| {
                 Ok(docker::merge(path, old, &opts)?)
-            })
+            })?;
+            writeln!(note, "{}", decision.line)?;
+            Ok(())
         }
         Target::Containerd(a) => {
             if a.cdi {
                 containerd_cdi_check(a)?;
             }
-            let opts = engine_options(&a.runtime, a.cdi);
             let path = &a.config;
-            if let Some(drop_in) = &a.drop_in {
-                let main = install::read_existing(path)?;
-                merge_file(drop_in, &a.output, out, note, "restart containerd", |old| {
-                    Ok(engines::merge_containerd_drop_in(
-                        drop_in,
-                        old,
-                        path,
-                        main.as_deref(),
-                        a.config_version,
-                        &opts,
-                    )?)
-                })?;
-                return merge_file(path, &a.output, out, note, "restart containerd", |old| {
-                    Ok(engines::add_containerd_import(path, old, drop_in)?)
-                });
+            let main_text = install::read_existing(path)?;
+            let drop_text = match &a.drop_in {
+                Some(d) => install::read_existing(d)?,
+                None => None,
+            };
+            let mut files = vec![(path.as_path(), main_text.as_deref())];
+            if let Some(d) = &a.drop_in {
+                files.push((d.as_path(), drop_text.as_deref()));
             }
-            merge_file(path, &a.output, out, note, "restart containerd", |old| {
-                Ok(engines::merge_containerd(
-                    path,
-                    old,
-                    a.config_version,
-                    &opts,
-                )?)
-            })
+            let detected = mode::containerd(&files);
+            let setting = format!("default_runtime_name {:?}", a.runtime.runtime_name);
+            let decision = mode::decide(a.mode.choice(&a.runtime), &detected, &setting);
+            let mut opts = engine_options(&a.runtime, a.cdi);
+            opts.set_default = decision.wrapper;
+            let result = containerd_files(a, &opts, out, note);
+            writeln!(note, "{}", decision.line)?;
+            result
         }
         Target::Crio(a) => {
-            let opts = engine_options(&a.runtime, false);
+            let detected = mode::crio(&a.mode.engine_root);
+            let setting = format!("default_runtime {:?}", a.runtime.runtime_name);
+            let decision = mode::decide(a.mode.choice(&a.runtime), &detected, &setting);
+            let mut opts = engine_options(&a.runtime, false);
+            opts.set_default = decision.wrapper;
             let path = &a.config;
             merge_file(path, &a.output, out, note, "restart crio", |old| {
                 Ok(engines::merge_crio(path, old, &opts)?)
-            })
-        }
-        Target::Hooks(a) => {
-            let text = hooks::render(&a.hook_path, &hook::runtime::hook_env(env), a.when);
-            merge_file(
-                &a.output_file,
-                &a.output,
-                out,
-                note,
-                "new containers use it",
-                |_| Ok(text.clone()),
-            )?;
-            let engines = cgroup_manager::systemd_engines(&a.engine_root);
-            note.write_all(cgroup_manager::warning(&engines, DEFAULT_RUNTIME_PATH).as_bytes())?;
+            })?;
+            writeln!(note, "{}", decision.line)?;
             Ok(())
         }
+        Target::Hooks(a) => run_hooks(a, env, out, note),
         Target::Cdi(a) => run_cdi(a, env, out, note),
         Target::Kubernetes(a) => {
             out.write_all(kubernetes::runtime_class(&a.runtime_name).as_bytes())?;
@@ -411,6 +459,124 @@ pub fn run_with(
         }
     }
 }
+
+/// containerd's main file and, with `--drop-in`, the drop-in.
+fn containerd_files(
+    a: &ContainerdArgs,
+    opts: &engines::RuntimeOptions,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let path = &a.config;
+    if let Some(drop_in) = &a.drop_in {
+        let main = install::read_existing(path)?;
+        merge_file(drop_in, &a.output, out, note, "restart containerd", |old| {
+            Ok(engines::merge_containerd_drop_in(
+                drop_in,
+                old,
+                path,
+                main.as_deref(),
+                a.config_version,
+                opts,
+            )?)
+        })?;
+        return merge_file(path, &a.output, out, note, "restart containerd", |old| {
+            Ok(engines::add_containerd_import(path, old, drop_in)?)
+        });
+    }
+    merge_file(path, &a.output, out, note, "restart containerd", |old| {
+        Ok(engines::merge_containerd(
+            path,
+            old,
+            a.config_version,
+            opts,
+        )?)
+    })
+}
+
+/// `setup hooks`: the hooks.d file, and in wrapper mode ([`mode`]) the
+/// wrapper as Podman's (and an installed CRI-O's) default runtime.
+fn run_hooks(
+    a: &HooksArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let root = &a.engine_root;
+    let mut engines = vec![mode::podman(root)];
+    if root.join("etc/crio").is_dir() {
+        engines.push(mode::crio(root));
+    }
+    let opts = engines::RuntimeOptions {
+        runtime_name: "nvidia".to_owned(),
+        runtime_path: a.runtime_path.clone(),
+        set_default: true,
+        cdi: false,
+    };
+    let decisions: Vec<(mode::Detected, mode::Decision)> = engines
+        .into_iter()
+        .map(|d| {
+            let setting = match d.engine {
+                "podman" => format!(
+                    "engine.runtime \"nvidia\" in {}",
+                    root.join(PODMAN_DROP_IN).display()
+                ),
+                _ => format!(
+                    "default_runtime \"nvidia\" in {}",
+                    root.join(CRIO_DROP_IN).display()
+                ),
+            };
+            let decision = mode::decide(a.mode, &d, &setting);
+            (d, decision)
+        })
+        .collect();
+    let several = decisions.iter().any(|(_, d)| d.wrapper);
+    let header = |out: &mut dyn Write, path: &Path| -> std::io::Result<()> {
+        if several && !a.output.write && !a.output.dry_run {
+            writeln!(out, "# {}", path.display())?;
+        }
+        Ok(())
+    };
+    let text = hooks::render(&a.hook_path, &hook::runtime::hook_env(env), a.when);
+    header(out, &a.output_file)?;
+    merge_file(
+        &a.output_file,
+        &a.output,
+        out,
+        note,
+        "new containers use it",
+        |_| Ok(text.clone()),
+    )?;
+    for (detected, decision) in &decisions {
+        if decision.wrapper {
+            if detected.engine == "podman" {
+                let path = root.join(PODMAN_DROP_IN);
+                header(out, &path)?;
+                merge_file(
+                    &path,
+                    &a.output,
+                    out,
+                    note,
+                    "new containers use it",
+                    |old| Ok(engines::merge_podman(&path, old, &opts)?),
+                )?;
+            } else {
+                let path = root.join(CRIO_DROP_IN);
+                header(out, &path)?;
+                merge_file(&path, &a.output, out, note, "restart crio", |old| {
+                    Ok(engines::merge_crio(&path, old, &opts)?)
+                })?;
+            }
+        }
+        writeln!(note, "{}", decision.line)?;
+    }
+    Ok(())
+}
+
+/// Podman's drop-in in wrapper mode, under the engine root.
+pub const PODMAN_DROP_IN: &str = "etc/containers/containers.conf.d/99-nvidia.conf";
+/// CRI-O's drop-in in wrapper mode, under the engine root.
+pub const CRIO_DROP_IN: &str = "etc/crio/crio.conf.d/99-nvidia.toml";
 
 fn engine_options(r: &RuntimeEntry, cdi: bool) -> engines::RuntimeOptions {
     engines::RuntimeOptions {

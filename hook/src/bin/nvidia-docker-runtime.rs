@@ -103,10 +103,19 @@ fn main() -> ExitCode {
         let prepared = HookConfig::load(None)
             .map_err(anyhow::Error::from)
             .and_then(|cfg| {
-                runtime::prepare(&runtime::bundle_dir(&inv), &cfg.rules, &settings, || {
-                    hook::inventory::load_or_discover(&cfg)
-                })
-                .map_err(anyhow::Error::from)
+                let outcome =
+                    runtime::prepare(&runtime::bundle_dir(&inv), &cfg.rules, &settings, || {
+                        hook::inventory::load_or_discover(&cfg)
+                    })?;
+                // runc's systemd driver puts a device rule into the scope's
+                // DeviceAllow= only when /dev/char/M:m (or /sys/dev/char/M:m)
+                // exists, and NVIDIA nodes have neither by themselves: without
+                // the links, systemctl daemon-reload denies the GPUs even in
+                // wrapper mode (tests/tests/cgroup_systemd.rs).
+                if let runtime::Outcome::Rewritten(plan) = &outcome {
+                    hook::cgroup::create_dev_char_links(&cfg.paths.dev_root, &plan.device_rules);
+                }
+                Ok(outcome)
             });
         if let Err(e) = prepared {
             return fail(&inv, &e);

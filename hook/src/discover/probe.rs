@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -77,6 +78,14 @@ pub enum ProbeError {
         lib: PathBuf,
         /// How it exited.
         status: std::process::ExitStatus,
+    },
+    /// NVML killed the child with a signal (a crash inside the library).
+    #[error("NVML crashed with {signal} while discovering the GPUs (library {}): the driver's user-space libraries do not match the loaded kernel module or are damaged; check that nvidia-smi works on the host, and reinstall the driver if it does not", lib.display())]
+    Crashed {
+        /// The library.
+        lib: PathBuf,
+        /// The signal's name (`SIGSEGV`).
+        signal: String,
     },
     /// The reply is not a [`ProbeReply`].
     #[error("the NVML probe {} (library {}) answered something that is not a probe reply", program.display(), lib.display())]
@@ -175,6 +184,13 @@ pub fn start(
     })
 }
 
+/// `SIGSEGV` for 11; the number for a signal without a name here.
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
 impl RunningProbe {
     /// Waits for the answer until the deadline; kills the child on timeout.
     pub fn wait(mut self) -> Result<NvmlFacts, ProbeError> {
@@ -202,6 +218,10 @@ impl RunningProbe {
         let line = text.lines().rev().find(|l| !l.trim().is_empty());
         let Some(line) = line else {
             return Err(match status {
+                Some(status) if status.signal().is_some() => ProbeError::Crashed {
+                    lib: self.lib.clone(),
+                    signal: signal_name(status.signal().unwrap_or_default()),
+                },
                 Some(status) => ProbeError::NoReply {
                     program: self.program.clone(),
                     lib: self.lib.clone(),
@@ -282,4 +302,27 @@ impl Drop for RunningProbe {
 /// Runs the probe for `lib` and waits for its answer.
 pub fn probe(cmd: &ProbeCommand, lib: &Path, timeout: Duration) -> Result<NvmlFacts, ProbeError> {
     start(cmd, lib, timeout)?.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_names_nvml_the_signal_and_the_remedy() {
+        assert_eq!(signal_name(11), "SIGSEGV");
+        assert_eq!(signal_name(6), "SIGABRT");
+        assert_eq!(signal_name(99), "signal 99");
+        let e = ProbeError::Crashed {
+            lib: PathBuf::from("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"),
+            signal: signal_name(11),
+        };
+        assert_eq!(
+            e.to_string(),
+            "NVML crashed with SIGSEGV while discovering the GPUs (library \
+             /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1): the driver's user-space libraries do not \
+             match the loaded kernel module or are damaged; check that nvidia-smi works on the host, \
+             and reinstall the driver if it does not"
+        );
+    }
 }
