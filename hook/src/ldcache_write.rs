@@ -475,8 +475,10 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
             return RawCache::default();
         }
     };
-    match fs::fstat(&fd) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {}
+    let size = match fs::fstat(&fd) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {
+            u64::try_from(st.st_size).unwrap_or(0)
+        }
         Ok(_) => {
             log::debug!("linker cache: the image's {path} is not a regular file; starting empty");
             return RawCache::default();
@@ -485,8 +487,11 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
             log::debug!("linker cache: the image's {path}: {e}; starting empty");
             return RawCache::default();
         }
-    }
-    let mut bytes = Vec::new();
+    };
+    // One read for the whole file (its size as it was a moment ago; the
+    // limit below still holds whatever it is now).
+    let capacity = usize::try_from(size.min(MAX_CACHE_BYTES) + 1).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
     if let Err(e) = std::fs::File::from(fd)
         .take(MAX_CACHE_BYTES + 1)
         .read_to_end(&mut bytes)
