@@ -46,6 +46,7 @@ pub struct CreateContainerArgs {
 
 /// Runs the subcommand: see the module docs.
 pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<()> {
+    let mut clock = super::prestart::Clock::start();
     let fixups = Fixups::parse(&args.fixups)?;
     let state = State::read(std::io::stdin().lock())?;
     if fixups.is_empty() {
@@ -62,6 +63,7 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     caps::keep(caps::Step::Hook)?;
     let plan = fixups.to_plan();
     let root = ContainerRoot::open(&bundle.rootfs)?;
+    clock.lap("read");
     if !plan.symlinks.is_empty()
         || plan.proc_mask.is_some()
         || plan.app_profile.is_some()
@@ -90,6 +92,7 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
             dirs.insert(0, dir);
         }
     }
+    clock.lap("apply");
     match ldcache_write::in_process_entries(cfg.linker_cache, &dirs, &fixups.ld_cache) {
         // Already in the container's namespaces (user namespace included):
         // the cache written here is the container's file.
@@ -107,6 +110,8 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
             ldconfig::refresh(&cfg.paths, me, &bundle.rootfs, &dirs)?;
         }
     }
+    clock.lap("linker-cache");
+    clock.total();
     log::debug!("container {}: fix-ups done", state.id);
     Ok(())
 }

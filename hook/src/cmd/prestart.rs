@@ -124,13 +124,13 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
 
 /// Step durations, logged at debug level as `timing: <step> <µs> us` (the
 /// benchmark reads them from the debug log).
-struct Clock {
+pub(crate) struct Clock {
     start: std::time::Instant,
     last: std::time::Instant,
 }
 
 impl Clock {
-    fn start() -> Clock {
+    pub(crate) fn start() -> Clock {
         let now = std::time::Instant::now();
         Clock {
             start: now,
@@ -138,13 +138,13 @@ impl Clock {
         }
     }
 
-    fn lap(&mut self, step: &str) {
+    pub(crate) fn lap(&mut self, step: &str) {
         let now = std::time::Instant::now();
         log::debug!("timing: {step} {} us", (now - self.last).as_micros());
         self.last = now;
     }
 
-    fn total(&self) {
+    pub(crate) fn total(&self) {
         log::debug!("timing: total {} us", self.start.elapsed().as_micros());
     }
 }
