@@ -30,6 +30,7 @@ use nix::sys::stat::SFlag;
 use rules::{ContainerPath, ElfClass, LdCacheEntry, Machine};
 
 use crate::apply::root::{ContainerRoot, RootError};
+use crate::config::LinkerCache;
 use crate::sys::fs::{self, FsError};
 
 /// Where the cache lives in a container.
@@ -474,8 +475,10 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
             return RawCache::default();
         }
     };
-    match fs::fstat(&fd) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {}
+    let size = match fs::fstat(&fd) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG => {
+            u64::try_from(st.st_size).unwrap_or(0)
+        }
         Ok(_) => {
             log::debug!("linker cache: the image's {path} is not a regular file; starting empty");
             return RawCache::default();
@@ -484,8 +487,11 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
             log::debug!("linker cache: the image's {path}: {e}; starting empty");
             return RawCache::default();
         }
-    }
-    let mut bytes = Vec::new();
+    };
+    // One read for the whole file (its size as it was a moment ago; the
+    // limit below still holds whatever it is now).
+    let capacity = usize::try_from(size.min(MAX_CACHE_BYTES) + 1).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
     if let Err(e) = std::fs::File::from(fd)
         .take(MAX_CACHE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -506,6 +512,42 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
             RawCache::default()
         }
     }
+}
+
+/// The entries of `added` the in-process writer uses to refresh the cache
+/// for `dirs`, or `None` when the sealed `ldconfig` must run instead: the
+/// configuration says so ([`LinkerCache::Ldconfig`]), or a directory holds
+/// no entry of `added` (the image's CUDA forward-compatibility directory,
+/// whose files only `ldconfig` scans). Entries outside `dirs` are dropped
+/// (a CDI spec lists every flavour's directories; the caller keeps those
+/// the image has). The one decision for every path that refreshes a
+/// container's cache: the prestart hook, the `createContainer` fix-up of
+/// the runc wrapper and of CDI specs.
+pub fn in_process_entries(
+    mode: LinkerCache,
+    dirs: &[ContainerPath],
+    added: &[LdCacheEntry],
+) -> Option<Vec<LdCacheEntry>> {
+    if dirs.is_empty() {
+        return Some(Vec::new());
+    }
+    if mode != LinkerCache::Hook {
+        return None;
+    }
+    let covered = dirs
+        .iter()
+        .all(|d| added.iter().any(|e| e.path.parent().as_ref() == Some(d)));
+    if !covered {
+        log::debug!("linker cache: {dirs:?} need the image's files scanned: running ldconfig");
+        return None;
+    }
+    Some(
+        added
+            .iter()
+            .filter(|e| e.path.parent().is_some_and(|p| dirs.contains(&p)))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Adds `added` to the container's `/etc/ld.so.cache` (module docs).
@@ -570,6 +612,43 @@ mod tests {
             class,
             machine: Machine::X86_64,
         }
+    }
+
+    /// One decision for every path: the configuration, then coverage; the
+    /// entries kept are those of the directories asked for.
+    #[test]
+    fn in_process_entries_decides_for_every_path() {
+        let d = |s: &str| ContainerPath::new(s).unwrap();
+        let added = [
+            entry("libcuda.so.1", "/usr/lib64/libcuda.so.1", ElfClass::Elf64),
+            entry("libcuda.so.1", "/usr/lib/libcuda.so.1", ElfClass::Elf32),
+            entry(
+                "libcuda.so.1",
+                "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+                ElfClass::Elf64,
+            ),
+        ];
+        let lib64 = [d("/usr/lib64")];
+        assert_eq!(
+            in_process_entries(LinkerCache::Hook, &lib64, &added),
+            Some(vec![added[0].clone()])
+        );
+        assert_eq!(
+            in_process_entries(LinkerCache::Ldconfig, &lib64, &added),
+            None
+        );
+        // The image's compat directory: only ldconfig scans it.
+        let compat = [d("/usr/local/cuda/compat"), d("/usr/lib64")];
+        assert_eq!(in_process_entries(LinkerCache::Hook, &compat, &added), None);
+        assert_eq!(
+            in_process_entries(LinkerCache::Ldconfig, &[], &added),
+            Some(Vec::new())
+        );
+        let both = [d("/usr/lib64"), d("/usr/lib")];
+        assert_eq!(
+            in_process_entries(LinkerCache::Hook, &both, &added),
+            Some(added[..2].to_vec())
+        );
     }
 
     /// The same entries, written by glibc's algorithm (the fixtures' writer,

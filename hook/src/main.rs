@@ -75,8 +75,11 @@ fn main() -> ExitCode {
         return toolkit_main(&argv[1..]);
     }
     let mut cli = Cli::parse();
+    // prestart and create-container install their own logger once their
+    // configuration (its debug log file) is read.
     if let Command::Prestart(args) = &mut cli.command {
-        // prestart installs its own logger once its configuration is read.
+        args.verbose = cli.verbose;
+    } else if let Command::CreateContainer(args) = &mut cli.command {
         args.verbose = cli.verbose;
     } else {
         let filter = hook::about::filter(log::LevelFilter::Warn, cli.verbose);

@@ -771,8 +771,14 @@ impl Builder<'_> {
     /// The v1 volume layout, bind-mounted. Returns its library directories.
     fn v1_files(&mut self) -> Vec<ContainerPath> {
         let layout = v1_layout(self.inv);
+        let machine = self.inv.machine;
         let root = cpath(V1_MOUNTPOINT);
         let dir = |d: V1Dir| fname(d.name()).map_or_else(|| root.clone(), |n| root.join(&n));
+        let class = |d: V1Dir| match d {
+            V1Dir::Lib => Some(ElfClass::Elf32),
+            V1Dir::Lib64 => Some(ElfClass::Elf64),
+            V1Dir::Bin => None,
+        };
         let mut used = BTreeSet::new();
         for f in layout.files {
             used.insert(f.dir);
@@ -782,10 +788,33 @@ impl Builder<'_> {
                 MountKind::File,
                 MountFlags::DRIVER,
             );
+            // What `ldconfig` records for the volume's libraries, as for
+            // the driver files (`driver_files`).
+            if let Some(class) = class(f.dir) {
+                let key = f.soname.unwrap_or(f.name);
+                self.ld_cache.push(LdCacheEntry {
+                    path: dir(f.dir).join(&key),
+                    key,
+                    class,
+                    machine,
+                });
+            }
         }
         for l in layout.links {
+            let link = dir(l.dir).join(&l.link);
+            // The development link `ldconfig` caches under its own name.
+            if let (Some(class), "libcuda.so" | "libnvidia-opticalflow.so") =
+                (class(l.dir), l.link.as_str())
+            {
+                self.ld_cache.push(LdCacheEntry {
+                    key: l.link.clone(),
+                    path: link.clone(),
+                    class,
+                    machine,
+                });
+            }
             self.symlinks.push(Symlink {
-                link: dir(l.dir).join(&l.link),
+                link,
                 target: l.target,
             });
         }

@@ -107,6 +107,10 @@ pub struct V1File {
     pub name: FileName,
     /// The host file (driver root applied).
     pub source: HostPath,
+    /// Its soname (a library that has one), the name the linker cache
+    /// records it under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soname: Option<FileName>,
 }
 
 /// A relative symlink of the volume, `dir/link -> target`.
@@ -171,7 +175,13 @@ pub fn v1_layout(inv: &Inventory) -> V1Layout {
             }
         }
         let source = inv.driver_root.under(&f.path);
-        layout.files.push(V1File { dir, name, source });
+        let soname = f.soname.as_deref().and_then(|s| FileName::new(s).ok());
+        layout.files.push(V1File {
+            dir,
+            name,
+            source,
+            soname,
+        });
     }
     layout.files.sort();
     layout

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use rules::{
-    plan, CompatDecision, CompatLib, CompatNote, Config, Delivery, HostPath, MountFlags, MountKind,
-    NodeRole, Plan, Refusal, Request, RootfsFlavor,
+    plan, CompatDecision, CompatLib, CompatNote, Config, Delivery, ElfClass, HostPath, MountFlags,
+    MountKind, NodeRole, Plan, Refusal, Request, RootfsFlavor,
 };
 
 fn nodes(p: &Plan) -> Vec<String> {
@@ -504,6 +504,28 @@ fn v1_label_adds_usr_local_nvidia() {
         ]
     );
     assert_eq!(p.v1_volumes[0].docker_name, "nvidia_driver_535.104.05");
+    // The linker cache covers the v1 directories too (the in-process
+    // writer serves them: `docs/linker-cache.md`).
+    let cached = |path: &str| p.ld_cache.iter().find(|e| e.path.as_str() == path);
+    for d in &dirs {
+        assert!(
+            p.ld_cache
+                .iter()
+                .any(|e| e.path.parent().is_some_and(|p| p.as_str() == *d)),
+            "{d} has no cache entry"
+        );
+    }
+    let v1 = cached("/usr/local/nvidia/lib64/libcuda.so.1").expect("v1 libcuda.so.1");
+    assert_eq!(
+        (v1.key.as_str(), v1.class),
+        ("libcuda.so.1", ElfClass::Elf64)
+    );
+    assert!(cached("/usr/local/nvidia/lib64/libcuda.so").is_some());
+    assert_eq!(
+        cached("/usr/local/nvidia/lib/libcuda.so.1").map(|e| e.class),
+        Some(ElfClass::Elf32)
+    );
+    assert!(cached("/usr/local/nvidia/lib64/libGLX_indirect.so.0").is_none());
 }
 
 #[test]

@@ -20,8 +20,8 @@
 //! fork, exec, run, exit and reaping). Two tables:
 //!
 //! 1. `runc run` wall time, medians, ratio hook / no-op and the difference.
-//!    runc's own wall time moves in steps of about 10 ms (Go runtime
-//!    polling), so a few milliseconds of hook either vanish or cost a step.
+//!    (The steps of about 10 ms once seen here were the harness's own
+//!    10 ms `try_wait` poll, not runc: `docs/start-cost.md`.)
 //! 2. The hook process's wall time, medians: the added time (hook minus
 //!    the no-op `/bin/true`), `ldconfig`'s share (hook minus hook without
 //!    `ldconfig`), the added time without it, and the fast path's.

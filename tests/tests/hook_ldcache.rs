@@ -8,6 +8,11 @@
 //! prints `ldconfig -p` again (paths resolved: [`SCRIPT`]). The driver
 //! libraries' lines must be the same, in the same order; where the image
 //! had a cache, every line must be.
+//!
+//! The same checks run through the runc wrapper (its `createContainer`
+//! fix-up refreshes the cache) and for a v1-labelled image (the
+//! `/usr/local/nvidia` layout): one decision and one writer serve every
+//! path (`hook::ldcache_write::in_process_entries`).
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -15,11 +20,25 @@ use std::process::Command;
 use e2e::hook::SimHost;
 use e2e::{require, runc_run, Bundle, CgroupVersion, HookStage, Prereq, Variant};
 
+use crate::config_common::wrapped_runc_run;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Image {
     Plain(Variant),
     StaleTempAndHwcaps,
     NoCache,
+    /// `com.nvidia.volumes.needed=nvidia_driver`: `/usr/local/nvidia/lib64`
+    /// in the cache too.
+    V1Volume(Variant),
+}
+
+/// Who refreshes the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The prestart hook.
+    Prestart,
+    /// The runc wrapper's `createContainer` fix-up.
+    Wrapper,
 }
 
 /// Each `ldconfig -p` line with its path resolved in the container: on a
@@ -60,7 +79,7 @@ fn driver(lines: &[String]) -> Vec<String> {
 
 fn prepare(image: Image, rootfs: &Path) {
     match image {
-        Image::Plain(_) => {}
+        Image::Plain(_) | Image::V1Volume(_) => {}
         Image::NoCache => fs::remove_file(rootfs.join("etc/ld.so.cache")).unwrap(),
         Image::StaleTempAndHwcaps => {
             fs::write(rootfs.join("etc/ld.so.cache~"), "stale").unwrap();
@@ -79,6 +98,10 @@ fn prepare(image: Image, rootfs: &Path) {
 }
 
 fn check(image: Image, linker_cache: &str) {
+    check_via(image, linker_cache, Via::Prestart);
+}
+
+fn check_via(image: Image, linker_cache: &str, via: Via) {
     require!(Prereq::Runc, Prereq::CgroupV1, Prereq::Tool("ldconfig"));
     let host = SimHost::synthetic(2).unwrap();
     host.write_config(&format!(
@@ -87,33 +110,62 @@ fn check(image: Image, linker_cache: &str) {
     ))
     .unwrap();
     let variant = match image {
-        Image::Plain(v) => v,
+        Image::Plain(v) | Image::V1Volume(v) => v,
         _ => Variant::Debian,
     };
-    let extra = match variant {
-        Variant::Lib64 => "/usr/lib64",
-        Variant::Debian => "",
+    // The directories in the order the hook gives them to `ldconfig`.
+    let extra = match (variant, image) {
+        // A v1 label asks for every capability, compat32 included.
+        (Variant::Lib64, Image::V1Volume(_)) => {
+            "/usr/lib64 /usr/lib /usr/local/nvidia/lib64 /usr/local/nvidia/lib"
+        }
+        (Variant::Debian, Image::V1Volume(_)) => {
+            "/usr/lib/x86_64-linux-gnu /usr/lib/i386-linux-gnu /usr/local/nvidia/lib64 /usr/local/nvidia/lib"
+        }
+        (Variant::Lib64, _) => "/usr/lib64",
+        (Variant::Debian, _) => "",
     };
-    let bundle = Bundle::builder(variant)
+    let mut builder = Bundle::builder(variant)
         .args(&["/bin/sh", "-c", SCRIPT])
         .env("EXTRA_DIRS", extra)
-        .env("NVIDIA_VISIBLE_DEVICES", "all")
-        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
-        .build()
-        .unwrap();
+        .env("NVIDIA_VISIBLE_DEVICES", "all");
+    if let Image::V1Volume(_) = image {
+        builder = builder.annotation("com.nvidia.volumes.needed", "nvidia_driver");
+    }
+    if via == Via::Prestart {
+        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+    }
+    let bundle = builder.build().unwrap();
     prepare(image, &bundle.rootfs());
-    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    let out = match via {
+        Via::Prestart => runc_run(&bundle, CgroupVersion::V1).unwrap(),
+        Via::Wrapper => wrapped_runc_run(&host, &bundle, CgroupVersion::V1).unwrap(),
+    };
     out.assert_success();
     let log = fs::read_to_string(host.debug_log()).unwrap_or_default();
     let ran_ldconfig = log.contains("running the host's ldconfig");
-    assert_eq!(ran_ldconfig, linker_cache == "ldconfig", "{image:?}\n{log}");
+    assert_eq!(
+        ran_ldconfig,
+        linker_cache == "ldconfig",
+        "{image:?} {via:?}\n{log}"
+    );
     let (hook, glibc) = sections(&out.stdout);
     let (dh, dg) = (driver(&hook), driver(&glibc));
     assert!(
         dh.iter().any(|l| l.starts_with("libcuda.so.1 ")),
-        "{image:?} {linker_cache}: no libcuda.so.1\n{out}"
+        "{image:?} {linker_cache} {via:?}: no libcuda.so.1\n{out}"
     );
-    assert_eq!(dh, dg, "{image:?} {linker_cache}: driver lines\n{out}");
+    assert_eq!(
+        dh, dg,
+        "{image:?} {linker_cache} {via:?}: driver lines\n{out}"
+    );
+    if let Image::V1Volume(_) = image {
+        assert!(
+            hook.iter()
+                .any(|l| l.starts_with("libcuda.so.1 ") && l.contains("/usr/local/nvidia/lib64/")),
+            "{image:?} {via:?}: no v1 libcuda.so.1\n{out}"
+        );
+    }
     if image == Image::StaleTempAndHwcaps {
         assert!(
             hook.iter()
@@ -164,6 +216,46 @@ fn sealed_ldconfig_stale_temp_and_hwcaps() {
 #[test]
 fn sealed_ldconfig_no_cache() {
     check(Image::NoCache, "ldconfig");
+}
+
+#[test]
+fn in_process_v1_volume_debian() {
+    check(Image::V1Volume(Variant::Debian), "hook");
+}
+
+#[test]
+fn in_process_v1_volume_lib64() {
+    check(Image::V1Volume(Variant::Lib64), "hook");
+}
+
+#[test]
+fn sealed_ldconfig_v1_volume_lib64() {
+    check(Image::V1Volume(Variant::Lib64), "ldconfig");
+}
+
+#[test]
+fn wrapper_in_process_debian() {
+    check_via(Image::Plain(Variant::Debian), "hook", Via::Wrapper);
+}
+
+#[test]
+fn wrapper_in_process_lib64() {
+    check_via(Image::Plain(Variant::Lib64), "hook", Via::Wrapper);
+}
+
+#[test]
+fn wrapper_in_process_no_cache() {
+    check_via(Image::NoCache, "hook", Via::Wrapper);
+}
+
+#[test]
+fn wrapper_in_process_v1_volume_debian() {
+    check_via(Image::V1Volume(Variant::Debian), "hook", Via::Wrapper);
+}
+
+#[test]
+fn wrapper_sealed_ldconfig_debian() {
+    check_via(Image::Plain(Variant::Debian), "ldconfig", Via::Wrapper);
 }
 
 /// Issue 13, finding 3: in a user-namespaced container the cache is written

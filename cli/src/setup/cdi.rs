@@ -442,6 +442,9 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
     let fixups = Fixups {
         symlinks: all.symlinks.clone(),
         ldconfig_dirs,
+        // The system directories above hold the image's own files: only
+        // `ldconfig` scans them (`hook::ldcache_write::in_process_entries`).
+        ld_cache: Vec::new(),
         proc_mask: all.proc_mask.clone(),
         app_profile: None,
         // The image is not known yet: the hook looks for its compat

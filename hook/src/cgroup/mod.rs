@@ -397,7 +397,9 @@ fn unescape(s: &str) -> String {
 /// directory whose name starts with `nvidia`, like `nvidia-caps/`), unless
 /// an entry of that name exists. Failures are logged, not returned.
 pub fn create_dev_char_links(dev_root: &Path, planned: &[rules::DeviceRule]) {
-    let nodes = char_nodes(dev_root);
+    // The dev root is scanned only when a link is missing: on every start
+    // after the first, all exist (udev or an earlier start made them).
+    let mut scanned: Option<BTreeMap<u64, PathBuf>> = None;
     let char_dir = dev_root.join("char");
     for rule in planned {
         let rdev = nix::sys::stat::makedev(u64::from(rule.major), u64::from(rule.minor));
@@ -406,6 +408,7 @@ pub fn create_dev_char_links(dev_root: &Path, planned: &[rules::DeviceRule]) {
         if link.symlink_metadata().is_ok() {
             continue;
         }
+        let nodes = scanned.get_or_insert_with(|| char_nodes(dev_root));
         let Some(node) = nodes.get(&rdev) else {
             log::debug!(
                 "no device node {name} under {}: no /dev/char link",

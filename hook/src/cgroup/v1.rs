@@ -15,11 +15,13 @@ use super::CgroupError;
 /// Writes `c M:m rw` for every planned rule to `<cgroup>/devices.allow`
 /// (a deny rule, which the plan never has, would go to `devices.deny`).
 pub fn allow(cgroup: &Path, planned: &[rules::DeviceRule]) -> Result<(), CgroupError> {
+    // Each control file is opened once; every rule is still its own write.
+    let mut open: [Option<std::fs::File>; 2] = [None, None];
     for rule in planned {
-        let file = if rule.allow {
-            "devices.allow"
+        let (slot, file) = if rule.allow {
+            (0, "devices.allow")
         } else {
-            "devices.deny"
+            (1, "devices.deny")
         };
         let line = rule.to_string();
         let fail = |e: std::io::Error| CgroupError::V1Write {
@@ -28,10 +30,15 @@ pub fn allow(cgroup: &Path, planned: &[rules::DeviceRule]) -> Result<(), CgroupE
             file,
             errno: e.raw_os_error().map_or(Errno::EIO, Errno::from_raw),
         };
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(cgroup.join(file))
-            .map_err(fail)?;
+        let f = match &mut open[slot] {
+            Some(f) => f,
+            empty => empty.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(cgroup.join(file))
+                    .map_err(fail)?,
+            ),
+        };
         f.write_all(line.as_bytes()).map_err(fail)?;
         log::debug!("{}: {file} += {line}", cgroup.display());
     }
@@ -44,9 +51,9 @@ mod tests {
 
     #[test]
     fn writes_one_line_per_rule() {
-        // A plain file stands in for the control file: each open truncates
-        // nothing (no O_TRUNC) and each rule is written at offset 0, so the
-        // file holds the last rule; what matters is each write is one rule.
+        // A plain file stands in for the control file: one open, one write
+        // per rule (the kernel's parser takes one rule per write), so the
+        // file holds the rules one after the other, without separators.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("devices.allow"), "").unwrap();
         let rule = |minor| rules::DeviceRule {
@@ -59,7 +66,7 @@ mod tests {
         allow(dir.path(), &[rule(0), rule(255)]).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("devices.allow")).unwrap(),
-            "c 195:255 rw"
+            "c 195:0 rwc 195:255 rw"
         );
         let err = allow(&dir.path().join("missing"), &[rule(0)]).unwrap_err();
         assert_eq!(

@@ -9,10 +9,14 @@
 //! command line (`hook::runtime::fixups`), so no inventory, plan or
 //! environment of the container is read; the device nodes, cgroup rules and
 //! mounts are already the runtime's work. The steps are the prestart hook's
-//! own (`hook::apply::apply_in_root` on a held root descriptor,
+//! own (`hook::apply::apply_in_root` on a held root descriptor; the linker
+//! cache decided by `hook::ldcache_write::in_process_entries` and written by
+//! `hook::ldcache_write::update` from the `--ld-cache` entries, or, for
+//! `linker-cache = "ldconfig"` and directories no entry covers,
 //! `hook::ldconfig::refresh` with the host's static `ldconfig`), minus the
-//! `setns`: the linker-cache child joins this process's own mount
-//! namespace, found through `/proc/self`.
+//! `setns`: this process is in the container's namespaces already, and the
+//! `ldconfig` child joins its own mount namespace, found through
+//! `/proc/self`.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -22,9 +26,9 @@ use clap::Args;
 use hook::apply::{self, caps, root::ContainerRoot};
 use hook::config::HookConfig;
 use hook::container::Bundle;
-use hook::ldconfig;
 use hook::runtime::fixups::Fixups;
 use hook::state::State;
+use hook::{ldcache_write, ldconfig};
 
 /// Finish a container whose spec already has its GPUs (OCI createContainer).
 #[derive(Debug, Args)]
@@ -35,23 +39,31 @@ pub struct CreateContainerArgs {
     /// NODE::LINK, --debug.
     #[arg(num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
     pub fixups: Vec<String>,
+    /// `-v` given to the binary (set by `main`, see `hook::about`).
+    #[arg(skip)]
+    pub verbose: u8,
 }
 
 /// Runs the subcommand: see the module docs.
 pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<()> {
+    let mut clock = super::prestart::Clock::start();
     let fixups = Fixups::parse(&args.fixups)?;
-    if fixups.debug {
-        log::set_max_level(log::LevelFilter::Debug);
-    }
     let state = State::read(std::io::stdin().lock())?;
     if fixups.is_empty() {
         return Ok(());
     }
     let cfg = HookConfig::load(config)?;
+    let level = if fixups.debug {
+        log::LevelFilter::Debug
+    } else {
+        hook::about::level(log::LevelFilter::Warn, args.verbose)
+    };
+    super::prestart::init_logging(cfg.debug_log.as_deref(), level);
     let bundle = Bundle::load(&state)?;
     caps::keep(caps::Step::Hook)?;
     let plan = fixups.to_plan();
     let root = ContainerRoot::open(&bundle.rootfs)?;
+    clock.lap("read");
     if !plan.symlinks.is_empty()
         || plan.proc_mask.is_some()
         || plan.app_profile.is_some()
@@ -80,15 +92,26 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
             dirs.insert(0, dir);
         }
     }
-    if !dirs.is_empty() {
-        // This process is in the container's mount namespace already; its
-        // pid as the host's procfs numbers it names that namespace.
-        let me = std::fs::read_link(cfg.paths.procfs.join("self"))
-            .ok()
-            .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
-            .context("cannot read /proc/self: the container's mount namespace cannot be named")?;
-        ldconfig::refresh(&cfg.paths, me, &bundle.rootfs, &dirs)?;
+    clock.lap("apply");
+    match ldcache_write::in_process_entries(cfg.linker_cache, &dirs, &fixups.ld_cache) {
+        // Already in the container's namespaces (user namespace included):
+        // the cache written here is the container's file.
+        Some(entries) if !entries.is_empty() => ldcache_write::update(&root, &entries)?,
+        Some(_) => {}
+        None => {
+            // This process is in the container's mount namespace already; its
+            // pid as the host's procfs numbers it names that namespace.
+            let me = std::fs::read_link(cfg.paths.procfs.join("self"))
+                .ok()
+                .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+                .context(
+                    "cannot read /proc/self: the container's mount namespace cannot be named",
+                )?;
+            ldconfig::refresh(&cfg.paths, me, &bundle.rootfs, &dirs)?;
+        }
     }
+    clock.lap("linker-cache");
+    clock.total();
     log::debug!("container {}: fix-ups done", state.id);
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! the container's mount namespace, linker cache: written by the apply step
 //! itself (`hook::ldcache_write`, the default), or by the sealed host
 //! `ldconfig` afterwards (`linker-cache = "ldconfig"`, or a plan that needs
-//! the image's files scanned: [`in_process_cache`]).
+//! the image's files scanned: [`ldcache_write::in_process_entries`]).
 //!
 //! Also the toolkit's calling convention for the name
 //! `nvidia-container-runtime-hook` ([`ToolkitArgs`]), which is what
@@ -22,11 +22,11 @@ use std::sync::Mutex;
 use anyhow::Context;
 use clap::Args;
 use hook::apply::{self, caps, root::ContainerRoot, Target};
-use hook::config::{HookConfig, LinkerCache};
+use hook::config::HookConfig;
 use hook::container::{self, Bundle};
 use hook::deadline::Deadline;
 use hook::state::State;
-use hook::{cgroup, inventory, ldconfig};
+use hook::{cgroup, inventory, ldcache_write, ldconfig};
 use rules::RootfsFlavor;
 
 /// Give the container on stdin its GPUs (OCI prestart / createRuntime).
@@ -89,10 +89,11 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     }
     clock.lap("inventory");
     let mut plan = rules::plan(&inv, &request, &cfg.rules)?;
-    let in_process = in_process_cache(&cfg, &plan);
-    if !in_process {
-        plan.ld_cache.clear();
-    }
+    // The apply step writes the cache when it can; else `ldconfig` after it.
+    let entries =
+        ldcache_write::in_process_entries(cfg.linker_cache, &plan.ldconfig_dirs, &plan.ld_cache);
+    let in_process = entries.is_some();
+    plan.ld_cache = entries.unwrap_or_default();
     clock.lap("plan");
     log::debug!(
         "plan: {}",
@@ -111,7 +112,7 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     let limit = deadline.limit("applying the GPU plan", apply::APPLY_TIMEOUT)?;
     apply::apply_within(&cfg.paths, &target, &plan, limit)?;
     clock.lap("apply");
-    if !in_process && !plan.ldconfig_dirs.is_empty() {
+    if !in_process {
         let limit = deadline.limit("the linker cache", ldconfig::TIMEOUT)?;
         ldconfig::refresh_within(&cfg.paths, pid, &bundle.rootfs, &plan.ldconfig_dirs, limit)?;
     }
@@ -121,39 +122,15 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// True when the hook writes the linker cache itself (during apply): the
-/// configuration says so ([`LinkerCache::Hook`], the default) and every
-/// directory the cache must cover holds driver libraries the plan lists
-/// (the image's CUDA forward-compatibility directory and a v1 volume's
-/// directories need the image's files scanned: the sealed `ldconfig` does
-/// that).
-fn in_process_cache(cfg: &HookConfig, plan: &rules::Plan) -> bool {
-    if cfg.linker_cache != LinkerCache::Hook {
-        return false;
-    }
-    let covered = plan.ldconfig_dirs.iter().all(|d| {
-        plan.ld_cache
-            .iter()
-            .any(|e| e.path.parent().as_ref() == Some(d))
-    });
-    if !covered {
-        log::debug!(
-            "linker cache: {:?} need the image's files scanned: running ldconfig",
-            plan.ldconfig_dirs
-        );
-    }
-    covered
-}
-
 /// Step durations, logged at debug level as `timing: <step> <µs> us` (the
 /// benchmark reads them from the debug log).
-struct Clock {
+pub(crate) struct Clock {
     start: std::time::Instant,
     last: std::time::Instant,
 }
 
 impl Clock {
-    fn start() -> Clock {
+    pub(crate) fn start() -> Clock {
         let now = std::time::Instant::now();
         Clock {
             start: now,
@@ -161,13 +138,13 @@ impl Clock {
         }
     }
 
-    fn lap(&mut self, step: &str) {
+    pub(crate) fn lap(&mut self, step: &str) {
         let now = std::time::Instant::now();
         log::debug!("timing: {step} {} us", (now - self.last).as_micros());
         self.last = now;
     }
 
-    fn total(&self) {
+    pub(crate) fn total(&self) {
         log::debug!("timing: total {} us", self.start.elapsed().as_micros());
     }
 }

@@ -15,6 +15,11 @@
 //!   file name in the link's directory (the toolkit's `create-symlinks
 //!   --link` spelling);
 //! - `--ldconfig-dir <dir>`: a directory for the container's linker cache;
+//! - `--ld-cache <machine>:<class>:<path>`: an entry the in-process cache
+//!   writer adds (`rules::LdCacheEntry`, key the path's file name, e.g.
+//!   `x86_64:elf64:/usr/lib/x86_64-linux-gnu/libcuda.so.1`); when every
+//!   `--ldconfig-dir` kept is covered by them, the step writes the cache
+//!   itself instead of running `ldconfig` (`docs/linker-cache.md`);
 //! - `--mask-proc`, with `--proc-gpu <bus id>` and `--mig-access <path>`:
 //!   mask `/proc/driver/nvidia`, keeping those GPUs and MIG access files;
 //! - `--app-profile`, with `--app-profile-minor <n>`: write the graphics
@@ -33,7 +38,8 @@
 use std::collections::BTreeMap;
 
 use rules::{
-    AppProfile, ContainerPath, DevLink, FileName, PciBusId, Plan, ProcMask, Symlink, Version,
+    AppProfile, ContainerPath, DevLink, ElfClass, FileName, LdCacheEntry, Machine, PciBusId, Plan,
+    ProcMask, Symlink, Version,
 };
 
 /// The hook subcommand the fix-ups run under.
@@ -62,11 +68,14 @@ pub enum FixupArgError {
     /// `--app-profile-minor` that is not a number.
     #[error("--app-profile-minor {0:?}: expected a device minor number")]
     Minor(String),
+    /// `--ld-cache` that is not `<machine>:<class>:<path>`.
+    #[error("--ld-cache {0:?}: expected <machine>:<class>:<path>, such as x86_64:elf64:/usr/lib64/libcuda.so.1")]
+    LdCache(String),
     /// `--cuda-compat-host-driver` that is not a version.
     #[error("--cuda-compat-host-driver {0:?}: expected a driver version such as 535.104.05")]
     HostDriver(String),
     /// A flag this mode does not know.
-    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --debug)")]
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --ld-cache, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --debug)")]
     Unknown(String),
     /// A flag given without its value.
     #[error("{0} needs a value")]
@@ -80,6 +89,8 @@ pub struct Fixups {
     pub symlinks: Vec<Symlink>,
     /// Directories for the linker cache (none: no refresh).
     pub ldconfig_dirs: Vec<ContainerPath>,
+    /// The entries the in-process writer adds for the driver libraries.
+    pub ld_cache: Vec<LdCacheEntry>,
     /// `/proc/driver/nvidia` masking.
     pub proc_mask: Option<ProcMask>,
     /// The graphics application profile.
@@ -98,6 +109,7 @@ impl Fixups {
         Fixups {
             symlinks: plan.symlinks.clone(),
             ldconfig_dirs: plan.ldconfig_dirs.clone(),
+            ld_cache: plan.ld_cache.clone(),
             proc_mask: plan.proc_mask.clone(),
             app_profile: plan.app_profile.clone(),
             cuda_compat_host_driver: None,
@@ -110,6 +122,7 @@ impl Fixups {
     pub fn is_empty(&self) -> bool {
         self.symlinks.is_empty()
             && self.ldconfig_dirs.is_empty()
+            && self.ld_cache.is_empty()
             && self.proc_mask.is_none()
             && self.app_profile.is_none()
             && self.cuda_compat_host_driver.is_none()
@@ -129,6 +142,15 @@ impl Fixups {
         for d in &self.ldconfig_dirs {
             args.push("--ldconfig-dir".to_owned());
             args.push(d.to_string());
+        }
+        for e in &self.ld_cache {
+            args.push("--ld-cache".to_owned());
+            args.push(format!(
+                "{}:{}:{}",
+                machine_name(e.machine),
+                class_name(e.class),
+                e.path
+            ));
         }
         if let Some(mask) = &self.proc_mask {
             args.push("--mask-proc".to_owned());
@@ -193,6 +215,7 @@ impl Fixups {
                 "--ldconfig-dir" => f
                     .ldconfig_dirs
                     .push(parse_path("--ldconfig-dir", &value(flag)?)?),
+                "--ld-cache" => f.ld_cache.push(parse_ld_cache(&value(flag)?)?),
                 "--mask-proc" => mask = true,
                 "--proc-gpu" => {
                     let v = value(flag)?;
@@ -245,7 +268,7 @@ impl Fixups {
             proc_mask: self.proc_mask.clone(),
             app_profile: self.app_profile.clone(),
             v1_volumes: Vec::new(),
-            ld_cache: Vec::new(),
+            ld_cache: self.ld_cache.clone(),
             dev_links: self.dev_links.clone(),
         }
     }
@@ -255,6 +278,46 @@ fn parse_path(flag: &'static str, value: &str) -> Result<ContainerPath, FixupArg
     ContainerPath::new(value).map_err(|_| FixupArgError::Path {
         flag,
         value: value.to_owned(),
+    })
+}
+
+fn machine_name(m: Machine) -> &'static str {
+    match m {
+        Machine::X86_64 => "x86_64",
+        Machine::Aarch64 => "aarch64",
+        Machine::Ppc64le => "ppc64le",
+    }
+}
+
+fn class_name(c: ElfClass) -> &'static str {
+    match c {
+        ElfClass::Elf64 => "elf64",
+        ElfClass::Elf32 => "elf32",
+    }
+}
+
+fn parse_ld_cache(value: &str) -> Result<LdCacheEntry, FixupArgError> {
+    let bad = || FixupArgError::LdCache(value.to_owned());
+    let mut parts = value.splitn(3, ':');
+    let (Some(machine), Some(class), Some(path)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let machine = [Machine::X86_64, Machine::Aarch64, Machine::Ppc64le]
+        .into_iter()
+        .find(|m| machine_name(*m) == machine)
+        .ok_or_else(bad)?;
+    let class = [ElfClass::Elf64, ElfClass::Elf32]
+        .into_iter()
+        .find(|c| class_name(*c) == class)
+        .ok_or_else(bad)?;
+    let path = ContainerPath::new(path).map_err(|_| bad())?;
+    let key = path.file_name().ok_or_else(bad)?;
+    Ok(LdCacheEntry {
+        key,
+        path,
+        class,
+        machine,
     })
 }
 
@@ -301,6 +364,20 @@ mod tests {
                 },
             ],
             ldconfig_dirs: vec![p("/usr/lib/x"), p("/usr/lib/y")],
+            ld_cache: vec![
+                LdCacheEntry {
+                    key: FileName::new("libcuda.so.1").unwrap(),
+                    path: p("/usr/lib/x/libcuda.so.1"),
+                    class: ElfClass::Elf64,
+                    machine: Machine::X86_64,
+                },
+                LdCacheEntry {
+                    key: FileName::new("libcuda.so").unwrap(),
+                    path: p("/usr/lib/y/libcuda.so"),
+                    class: ElfClass::Elf32,
+                    machine: Machine::X86_64,
+                },
+            ],
             proc_mask: Some(ProcMask {
                 gpus: vec![PciBusId::parse("00000000:07:00.0").unwrap()],
                 mig_access: vec![p("/proc/driver/nvidia/capabilities/gpu0/mig/gi1/access")],
@@ -334,6 +411,12 @@ mod tests {
             "--ldconfig-dir \"/a/../b\": expected an absolute, normalised container path"
         );
         assert!(e(&["--proc-gpu", "zz"]).contains("PCI bus id"));
+        assert_eq!(
+            e(&["--ld-cache", "x86_64:elf16:/usr/lib64/libcuda.so.1"]),
+            "--ld-cache \"x86_64:elf16:/usr/lib64/libcuda.so.1\": expected <machine>:<class>:<path>, such as x86_64:elf64:/usr/lib64/libcuda.so.1"
+        );
+        assert!(e(&["--ld-cache", "x86_64:elf64:/"]).starts_with("--ld-cache"));
+        assert!(e(&["--ld-cache", "x86_64:elf64"]).starts_with("--ld-cache"));
         assert_eq!(e(&["--ldconfig-dir"]), "--ldconfig-dir needs a value");
         assert!(e(&["--bogus"]).starts_with("unknown argument \"--bogus\""));
         assert_eq!(
