@@ -345,8 +345,13 @@ fn podman_with_generated_hooks_d() {
     std::fs::write(&file, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
 
     let podman = Podman::builder().hooks_dir(&dir).build().unwrap();
+    podman_gives_gpu_1(&podman, &host, "localhost/e2e/hooks-debian");
+}
+
+/// Imports the Debian rootfs into `podman` as `image` and runs it with
+/// `NVIDIA_VISIBLE_DEVICES=1`: the container sees exactly GPU 1 of `host`.
+pub(crate) fn podman_gives_gpu_1(podman: &Podman, host: &SimHost, image: &str) {
     let variant = Variant::Debian;
-    let image = "localhost/e2e/hooks-debian";
     podman.import(variant, image, &[] as &[&str]).unwrap();
     let lib = format!("{}/{}", lib_dir(variant), host.libcuda());
     let out = podman
@@ -362,5 +367,5 @@ fn podman_with_generated_hooks_d() {
         ])
         .unwrap();
     assert!(out.success(), "{out}");
-    Inside::parse(&out.stdout).assert_gpus(&host, &[1], &out);
+    Inside::parse(&out.stdout).assert_gpus(host, &[1], &out);
 }

@@ -9,12 +9,13 @@
 //! way here, so the containers run under a second private dockerd started
 //! with the generated `daemon.json` (the cgroupfs driver), where the spec is
 //! what the test checks.
-use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
+use e2e::hook::SimHost;
 use e2e::{require, Dockerd, Podman, Prereq, Variant};
 use serde_json::Value;
 
 use crate::config_common::run_setup;
 use crate::config_docker::{find_config, runtime_script};
+use crate::config_podman::podman_gives_gpu_1;
 
 /// The `config.json` of a container started detached with `args`, then removed.
 fn spec_of(dockerd: &Dockerd, args: &[&str]) -> Value {
@@ -225,22 +226,5 @@ fn podman_runs_gpu_containers_through_the_generated_runtime_table() {
     text.push('\n');
     text.push_str(table);
     std::fs::write(&conf, text).unwrap();
-    let variant = Variant::Debian;
-    let image = "localhost/e2e/setup-mode-podman";
-    podman.import(variant, image, &[] as &[&str]).unwrap();
-    let lib = format!("{}/{}", lib_dir(variant), host.libcuda());
-    let out = podman
-        .run_podman(&[
-            "run",
-            "--rm",
-            "--env",
-            "NVIDIA_VISIBLE_DEVICES=1",
-            image,
-            "/bin/sh",
-            "-c",
-            &inside_script(&lib),
-        ])
-        .unwrap();
-    assert!(out.success(), "{out}");
-    Inside::parse(&out.stdout).assert_gpus(&host, &[1], &out);
+    podman_gives_gpu_1(&podman, &host, "localhost/e2e/setup-mode-podman");
 }
