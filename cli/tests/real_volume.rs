@@ -63,6 +63,12 @@ fn start_plugin(dir: &Path, root: &Path, host: &crate::support::SimHost) -> Plug
         .env("NVIDIA_DOCKER_PROC_ROOT", &host.layout.proc_root)
         .env("NVIDIA_DOCKER_CACHE_DIR", dir.join("cache"))
         .env("NVIDIA_DOCKER_NVML_LIB", &host.layout.nvml_lib)
+        // The real libcuda must not run on this host: without a GPU it
+        // creates /dev/nvidiactl here. The simulated host's mock answers.
+        .env(
+            "NVIDIA_DOCKER_CUDA_LIB",
+            host.layout.lib_dir.join("libcuda.so.1"),
+        )
         .env("NVML_MOCK_DEV_ROOT", &host.layout.dev_root)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -102,6 +108,10 @@ fn real_volume(layout: DriverLayout) {
     }
     let driver = real_driver::ensure(Series::R535, layout).unwrap();
     let v = driver.version.clone();
+    // No real driver library may run on this GPU-less host: the real
+    // libcuda and NVML create /dev/nvidiactl when they initialise.
+    let nvidiactl = Path::new("/dev/nvidiactl");
+    let had_nvidiactl = nvidiactl.exists();
     let host = sim_host(HostDescription::synthetic(
         2,
         &v,
@@ -179,6 +189,11 @@ fn real_volume(layout: DriverLayout) {
     // v1's volume has no libnvidia-cfg and no NGX.
     assert!(!mp.join(format!("lib64/libnvidia-cfg.so.{v}")).exists());
     assert!(!mp.join(format!("lib64/libnvidia-ngx.so.{v}")).exists());
+    drop(p);
+    assert!(
+        had_nvidiactl || !nvidiactl.exists(),
+        "a real driver library ran on this host and created /dev/nvidiactl"
+    );
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub const ENV_LDCONFIG: &str = "NVIDIA_DOCKER_LDCONFIG";
 pub const ENV_CACHE_DIR: &str = "NVIDIA_DOCKER_CACHE_DIR";
 /// Environment override of [`HostPaths::nvml_lib`].
 pub const ENV_NVML_LIB: &str = "NVIDIA_DOCKER_NVML_LIB";
+/// Environment override of [`HostPaths::cuda_lib`].
+pub const ENV_CUDA_LIB: &str = "NVIDIA_DOCKER_CUDA_LIB";
 /// The MPS pipe directory, as CUDA and the toolkit read it.
 pub const ENV_MPS_PIPE_DIRECTORY: &str = "CUDA_MPS_PIPE_DIRECTORY";
 
@@ -77,6 +79,10 @@ pub struct HostPaths {
     /// The NVML library (`<driver_root>/.../libnvidia-ml.so.1`, found through
     /// the driver root's cache when unset).
     pub nvml_lib: Option<PathBuf>,
+    /// The CUDA driver library the v1 `/gpu/info` and `cli-options` read
+    /// device attributes from (the driver root's `libcuda.so.<version>`
+    /// when unset).
+    pub cuda_lib: Option<PathBuf>,
     /// Where the inventory snapshot is kept (`/run/nvidia-docker`).
     pub cache_dir: PathBuf,
 }
@@ -93,6 +99,7 @@ impl Default for HostPaths {
             ld_cache: PathBuf::from("/etc/ld.so.cache"),
             ldconfig: PathBuf::from("/sbin/ldconfig"),
             nvml_lib: None,
+            cuda_lib: None,
             cache_dir: PathBuf::from("/run/nvidia-docker"),
         }
     }
@@ -379,6 +386,7 @@ struct HostSection {
     cgroup_root: Option<PathBuf>,
     sys_root: Option<PathBuf>,
     nvml_lib: Option<PathBuf>,
+    cuda_lib: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     nvml_timeout: Option<f64>,
     binary_path: Option<Vec<String>>,
@@ -654,6 +662,9 @@ impl HookConfig {
             if let Some(v) = h.nvml_lib {
                 self.paths.nvml_lib = Some(absolute(o, "nvml-lib", v)?);
             }
+            if let Some(v) = h.cuda_lib {
+                self.paths.cuda_lib = Some(absolute(o, "cuda-lib", v)?);
+            }
             if let Some(v) = h.cache_dir {
                 self.paths.cache_dir = absolute(o, "cache-dir", v)?;
             }
@@ -712,6 +723,9 @@ impl HookConfig {
         }
         if let Some(p) = path(ENV_NVML_LIB)? {
             self.paths.nvml_lib = Some(p);
+        }
+        if let Some(p) = path(ENV_CUDA_LIB)? {
+            self.paths.cuda_lib = Some(p);
         }
         if let Some(v) = get(ENV_MPS_PIPE_DIRECTORY) {
             self.mps_pipe_dir = inside("environment", ENV_MPS_PIPE_DIRECTORY, v)?;
@@ -810,6 +824,7 @@ dev-root = "/sim/dev"
 proc-root = "/sim/proc"
 cgroup-root = "/sim/cgroup"
 nvml-lib = "/sim/libnvidia-ml.so.1"
+cuda-lib = "/sim/libcuda.so.1"
 cache-dir = "/sim/cache"
 nvml-timeout = 2.5
 binary-path = ["/opt/bin"]
@@ -842,6 +857,7 @@ mps-pipe-dir = "/var/mps"
             p.nvml_lib.as_deref(),
             Some(Path::new("/sim/libnvidia-ml.so.1"))
         );
+        assert_eq!(p.cuda_lib.as_deref(), Some(Path::new("/sim/libcuda.so.1")));
         assert_eq!(p.cache_dir, Path::new("/sim/cache"));
         assert_eq!(cfg.nvml_timeout, Duration::from_millis(2500));
         assert_eq!(
@@ -864,6 +880,7 @@ mps-pipe-dir = "/var/mps"
                 (ENV_CGROUP_ROOT, "/b/cg"),
                 (ENV_LDCONFIG, "/b/ldconfig"),
                 (ENV_NVML_LIB, "/b/nvml.so"),
+                (ENV_CUDA_LIB, "/b/cuda.so"),
                 (ENV_CACHE_DIR, ""),
                 (ENV_MPS_PIPE_DIRECTORY, "/mps"),
             ],
@@ -876,6 +893,7 @@ mps-pipe-dir = "/var/mps"
         assert_eq!(cfg.paths.cgroup_root, Path::new("/b/cg"));
         assert_eq!(cfg.paths.ldconfig, Path::new("/b/ldconfig"));
         assert_eq!(cfg.paths.nvml_lib.as_deref(), Some(Path::new("/b/nvml.so")));
+        assert_eq!(cfg.paths.cuda_lib.as_deref(), Some(Path::new("/b/cuda.so")));
         assert_eq!(
             cfg.paths.cache_dir,
             Path::new("/c"),
@@ -932,7 +950,13 @@ mps-pipe-dir = "/var/mps"
         // As shipped (every key commented out): the defaults.
         let shipped = HookConfig::from_sources(Some((path, text)), &env(&[])).unwrap();
         // Every key uncommented, except those without a default value.
-        let examples_only = ["swarm-resource", "cuda-table", "debug", "nvml-lib"];
+        let examples_only = [
+            "swarm-resource",
+            "cuda-table",
+            "debug",
+            "nvml-lib",
+            "cuda-lib",
+        ];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {

@@ -7,14 +7,19 @@
 
 use std::path::{Path, PathBuf};
 
+use hook::config::HostPaths;
 use hook::sys::cuda::{device_attributes, DeviceAttributes};
 use rules::{FileKind, Inventory};
 
 use super::info::{CudaFacts, GpuFacts};
 
-/// The driver root's 64-bit `libcuda.so.<version>` from the inventory, else
+/// The configured CUDA library (`cuda-lib`, `NVIDIA_DOCKER_CUDA_LIB`), else
+/// the driver root's 64-bit `libcuda.so.<version>` from the inventory, else
 /// the soname for the dynamic linker to find.
-pub fn libcuda(inv: &Inventory) -> PathBuf {
+pub fn libcuda(paths: &HostPaths, inv: &Inventory) -> PathBuf {
+    if let Some(lib) = &paths.cuda_lib {
+        return lib.clone();
+    }
     inv.files
         .iter()
         .find(|f| {
@@ -124,10 +129,23 @@ mod tests {
                 soname: Some("libcuda.so.1".into()),
             });
         }
+        let paths = HostPaths::default();
         assert_eq!(
-            libcuda(&inv),
+            libcuda(&paths, &inv),
             Path::new("/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14")
         );
-        assert_eq!(libcuda(&inventory()), Path::new("libcuda.so.1"));
+        assert_eq!(libcuda(&paths, &inventory()), Path::new("libcuda.so.1"));
+    }
+
+    #[test]
+    fn a_configured_library_comes_first() {
+        let paths = HostPaths {
+            cuda_lib: Some("/opt/mock/libcuda.so.1".into()),
+            ..HostPaths::default()
+        };
+        assert_eq!(
+            libcuda(&paths, &inventory()),
+            Path::new("/opt/mock/libcuda.so.1")
+        );
     }
 }
