@@ -314,9 +314,13 @@ fn unknown_device(id: &str, source: &DeviceSource, mig: bool, gpus: &[u32]) -> S
     if source.is_v1() {
         return format!("invalid device: {id}");
     }
-    let what = if mig { "MIG device" } else { "GPU" };
+    let (what, use_) = if mig {
+        ("MIG device", "a MIG-... UUID or <gpu>:<mig> index")
+    } else {
+        ("GPU", "an index, UUID or PCI bus id")
+    };
     format!(
-        "unknown {what} {id} in {source}; {}: use an index, UUID or PCI bus id that nvidia-smi -L lists",
+        "unknown {what} {id} in {source}; {}: use {use_} that nvidia-smi -L lists",
         describe_gpus(gpus)
     )
 }

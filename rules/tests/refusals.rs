@@ -195,7 +195,7 @@ fn ambiguous_and_mig_texts() {
     assert_eq!(
         refused_on(&mig, &[("NVIDIA_VISIBLE_DEVICES", "1:4")], &[]),
         "unknown MIG device 1:4 in NVIDIA_VISIBLE_DEVICES; this host has 2 GPUs (indexes 0-1): \
-         use an index, UUID or PCI bus id that nvidia-smi -L lists"
+         use a MIG-... UUID or <gpu>:<mig> index that nvidia-smi -L lists"
     );
     assert_eq!(
         refused_on(
@@ -207,7 +207,7 @@ fn ambiguous_and_mig_texts() {
             &[]
         ),
         "unknown MIG device MIG-cccccccc-0000-0000-0000-000000000000 in NVIDIA_VISIBLE_DEVICES; this host has 2 GPUs (indexes 0-1): \
-         use an index, UUID or PCI bus id that nvidia-smi -L lists"
+         use a MIG-... UUID or <gpu>:<mig> index that nvidia-smi -L lists"
     );
     assert_eq!(
         refused_on(
