@@ -9,12 +9,11 @@
 //! test skips without them, and fails when `CI` is set.
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use fixtures::host_desc::HostDescription;
 use fixtures::real_driver::{self, DriverLayout, Series};
 
-use crate::support::{free_port, sim_host, Plugin};
+use crate::support::{sim_host, Plugin};
 
 /// Whether the real driver root can be built here (else: skip, or fail
 /// under `CI`).
@@ -45,56 +44,23 @@ fn can_build(test: &str) -> bool {
 /// The daemon on a simulated host whose driver root is the real tree (no
 /// inventory file: it discovers).
 fn start_plugin(dir: &Path, root: &Path, host: &crate::support::SimHost) -> Plugin {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let volume_dir = dir.join("volumes");
-    let socket_dir = dir.join("plugins");
-    let log = dir.join("plugin.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_nvidia-docker-plugin"))
-        .args(["-l", &addr, "-s"])
-        .arg(&socket_dir)
-        .arg("-d")
-        .arg(&volume_dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("NVIDIA_DOCKER_CONFIG", "/dev/null")
-        .env("NVIDIA_DOCKER_DRIVER_ROOT", root)
-        .env("NVIDIA_DOCKER_DEV_ROOT", &host.layout.dev_root)
-        .env("NVIDIA_DOCKER_PROC_ROOT", &host.layout.proc_root)
-        .env("NVIDIA_DOCKER_CACHE_DIR", dir.join("cache"))
-        .env("NVIDIA_DOCKER_NVML_LIB", &host.layout.nvml_lib)
-        // The real libcuda must not run on this host: without a GPU it
-        // creates /dev/nvidiactl here. The simulated host's mock answers.
-        .env(
-            "NVIDIA_DOCKER_CUDA_LIB",
-            host.layout.lib_dir.join("libcuda.so.1"),
-        )
-        .env("NVML_MOCK_DEV_ROOT", &host.layout.dev_root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut p = Plugin {
-        child,
-        addr,
-        socket_dir,
-        volume_dir,
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&p.addr).is_err() {
-        if let Ok(Some(status)) = p.child.try_wait() {
-            panic!("plugin exited ({status}):\n{}", p.log_text());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "plugin not ready:\n{}",
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    p
+    let cache = dir.join("cache");
+    // The real libcuda must not run on this host: without a GPU it creates
+    // /dev/nvidiactl here. The simulated host's mock answers.
+    let cuda = host.layout.lib_dir.join("libcuda.so.1");
+    Plugin::launch(
+        dir,
+        &dir.join("plugins"),
+        &[
+            ("NVIDIA_DOCKER_DRIVER_ROOT", root.as_os_str()),
+            ("NVIDIA_DOCKER_DEV_ROOT", host.layout.dev_root.as_os_str()),
+            ("NVIDIA_DOCKER_PROC_ROOT", host.layout.proc_root.as_os_str()),
+            ("NVIDIA_DOCKER_CACHE_DIR", cache.as_os_str()),
+            ("NVIDIA_DOCKER_NVML_LIB", host.layout.nvml_lib.as_os_str()),
+            ("NVIDIA_DOCKER_CUDA_LIB", cuda.as_os_str()),
+            ("NVML_MOCK_DEV_ROOT", host.layout.dev_root.as_os_str()),
+        ],
+    )
 }
 
 fn same_bytes(a: &Path, b: &Path) -> bool {

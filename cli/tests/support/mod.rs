@@ -3,6 +3,7 @@
 //! sockets (test code only).
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -127,10 +128,26 @@ impl Plugin {
     /// Starts `nvidia-docker-plugin` on `host` with dev root `dev_root`
     /// (the `NVIDIA_DOCKER_DEV_ROOT` for the `--device` options).
     pub fn start(host: &SimHost, dev_root: &Path, socket_dir: &Path) -> Plugin {
+        Plugin::launch(
+            host.dir.path(),
+            socket_dir,
+            &[
+                ("NVIDIA_DOCKER_INVENTORY", host.inventory.as_os_str()),
+                ("NVIDIA_DOCKER_DEV_ROOT", dev_root.as_os_str()),
+                ("NVIDIA_DOCKER_NVML_LIB", host.layout.nvml_lib.as_os_str()),
+                ("NVML_MOCK_DEV_ROOT", host.layout.dev_root.as_os_str()),
+            ],
+        )
+    }
+
+    /// Starts `nvidia-docker-plugin` with volumes and its log under `dir`,
+    /// its sockets in `socket_dir`, and only `PATH`, an empty configuration
+    /// and `env` in its environment; waits until it listens.
+    pub fn launch(dir: &Path, socket_dir: &Path, env: &[(&str, &OsStr)]) -> Plugin {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let volume_dir = host.dir.path().join("volumes");
-        let log = host.dir.path().join("plugin.log");
+        let volume_dir = dir.join("volumes");
+        let log = dir.join("plugin.log");
         let child = Command::new(env!("CARGO_BIN_EXE_nvidia-docker-plugin"))
             .args(["-l", &addr, "-s"])
             .arg(socket_dir)
@@ -139,10 +156,7 @@ impl Plugin {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NVIDIA_DOCKER_CONFIG", "/dev/null")
-            .env("NVIDIA_DOCKER_INVENTORY", &host.inventory)
-            .env("NVIDIA_DOCKER_DEV_ROOT", dev_root)
-            .env("NVIDIA_DOCKER_NVML_LIB", &host.layout.nvml_lib)
-            .env("NVML_MOCK_DEV_ROOT", &host.layout.dev_root)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -155,7 +169,7 @@ impl Plugin {
             volume_dir,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(&p.addr).is_err() {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("plugin exited ({status}):\n{}", p.log_text());
