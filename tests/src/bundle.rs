@@ -108,6 +108,8 @@ impl Hook {
 pub struct BundleBuilder {
     variant: Variant,
     config: Value,
+    /// The host uid/gid the rootfs is given to (user-namespaced containers).
+    rootfs_owner: Option<u32>,
 }
 
 impl BundleBuilder {
@@ -168,7 +170,11 @@ impl BundleBuilder {
                 ]
             }
         });
-        BundleBuilder { variant, config }
+        BundleBuilder {
+            variant,
+            config,
+            rootfs_owner: None,
+        }
     }
 
     /// The container process's argv.
@@ -297,6 +303,27 @@ impl BundleBuilder {
         self
     }
 
+    /// Runs the container in its own user namespace, its root (and 65535
+    /// ids after it) mapped to `host_id`; the rootfs copy is given to
+    /// `host_id`, and `/sys/fs/cgroup` is not mounted (cgroup v1 cannot be
+    /// mounted from a user namespace).
+    pub fn user_namespace(mut self, host_id: u32) -> BundleBuilder {
+        let mapping = json!([{ "containerID": 0, "hostID": host_id, "size": 65536 }]);
+        let linux = &mut self.config["linux"];
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("linux.namespaces is an array")
+            .push(json!({ "type": "user" }));
+        linux["uidMappings"] = mapping.clone();
+        linux["gidMappings"] = mapping;
+        self.config["mounts"]
+            .as_array_mut()
+            .expect("mounts is an array")
+            .retain(|m| m["destination"] != "/sys/fs/cgroup");
+        self.rootfs_owner = Some(host_id);
+        self
+    }
+
     /// Edits the config directly, for anything the methods above lack.
     pub fn with_config(mut self, edit: impl FnOnce(&mut Value)) -> BundleBuilder {
         edit(&mut self.config);
@@ -318,6 +345,19 @@ impl BundleBuilder {
         let rootfs = dir.path().join("rootfs");
         rootfs::copy_to(self.variant, &rootfs)
             .with_context(|| format!("cannot copy the {} rootfs", self.variant))?;
+        if let Some(id) = self.rootfs_owner {
+            let owner = format!("{id}:{id}");
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "-h", &owner])
+                .arg(&rootfs)
+                .status()
+                .context("cannot run chown")?;
+            anyhow::ensure!(
+                chown.success(),
+                "chown -R {owner} {} failed",
+                rootfs.display()
+            );
+        }
         let bundle = Bundle {
             dir,
             variant: self.variant,

@@ -269,31 +269,13 @@ fn user_namespace(linker_cache: &str) {
         "[nvidia-container-cli]\nlinker-cache = {linker_cache:?}\n"
     ))
     .unwrap();
-    let mapping = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
     let bundle = Bundle::builder(Variant::Debian)
         .sh("stat -c 'cache %u:%g' /etc/ld.so.cache; ldconfig -p | grep -c 'libcuda.so.1 '")
         .env("NVIDIA_VISIBLE_DEVICES", "0")
         .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
-        .with_config(|c| {
-            c["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({ "type": "user" }));
-            c["linux"]["uidMappings"] = mapping.clone();
-            c["linux"]["gidMappings"] = mapping.clone();
-            c["mounts"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|m| m["destination"] != "/sys/fs/cgroup");
-        })
+        .user_namespace(100000)
         .build()
         .unwrap();
-    let chown = Command::new("chown")
-        .args(["-R", "-h", "100000:100000"])
-        .arg(bundle.rootfs())
-        .status()
-        .unwrap();
-    assert!(chown.success());
     let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
     out.assert_success();
     assert_eq!(out.stdout, "cache 0:0\n1\n", "{linker_cache}\n{out}");

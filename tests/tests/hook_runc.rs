@@ -276,7 +276,6 @@ fn user_namespace_binds_host_nodes_v1() {
     let host = SimHost::synthetic(4).unwrap();
     let variant = Variant::Debian;
     let lib = format!("{}/{}", lib_dir(variant), host.libcuda());
-    let mapping = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
     let bundle = Bundle::builder(variant)
         .sh(&format!(
             "{}stat -c 'owner %u:%g' {}/libcuda.so.1",
@@ -285,27 +284,9 @@ fn user_namespace_binds_host_nodes_v1() {
         ))
         .env("NVIDIA_VISIBLE_DEVICES", "0,2")
         .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
-        .with_config(|c| {
-            c["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({ "type": "user" }));
-            c["linux"]["uidMappings"] = mapping.clone();
-            c["linux"]["gidMappings"] = mapping.clone();
-            // cgroup v1 cannot be mounted from a user namespace.
-            c["mounts"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|m| m["destination"] != "/sys/fs/cgroup");
-        })
+        .user_namespace(100000)
         .build()
         .unwrap();
-    let chown = std::process::Command::new("chown")
-        .args(["-R", "-h", "100000:100000"])
-        .arg(bundle.rootfs())
-        .status()
-        .unwrap();
-    assert!(chown.success());
     let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
     out.assert_success();
     let mut inside = Inside::parse(&out.stdout);
