@@ -177,6 +177,15 @@ impl Drop for Prober {
 /// Removes a cgroup directory once its processes are gone.
 struct CgroupDir(PathBuf);
 
+/// A new cgroup v2 directory holding a new [`Prober`] of `nodes`.
+fn v2_cgroup_with_prober(nodes: &[PathBuf]) -> anyhow::Result<(CgroupDir, Prober)> {
+    let cg = CgroupDir(Path::new("/sys/fs/cgroup").join(unique("nvd-test")));
+    std::fs::create_dir(&cg.0)?;
+    let prober = Prober::spawn(nodes);
+    std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string())?;
+    Ok((cg, prober))
+}
+
 impl Drop for CgroupDir {
     fn drop(&mut self) {
         for _ in 0..50 {
@@ -354,10 +363,7 @@ fn allow_c(major: i64, minor: i64) -> LinuxDeviceCgroup {
 fn v2_runtime_program_is_kept_and_gpu_rules_prepended() {
     in_v2_namespace("v2_runtime_program_is_kept_and_gpu_rules_prepended", || {
         let (dev, nodes) = nodes();
-        let cg = CgroupDir(Path::new("/sys/fs/cgroup").join(unique("nvd-test")));
-        std::fs::create_dir(&cg.0)?;
-        let mut prober = Prober::spawn(&nodes);
-        std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string())?;
+        let (cg, mut prober) = v2_cgroup_with_prober(&nodes)?;
         // A runtime whose defaults have /dev/null but not tun (crun, runc
         // 1.2.0), with a spec that says only "deny all".
         let spec = [deny_all()];
@@ -403,10 +409,7 @@ fn v2_runtime_program_is_kept_and_gpu_rules_prepended() {
 fn v2_every_attached_program_is_widened() {
     in_v2_namespace("v2_every_attached_program_is_widened", || {
         let (dev, nodes) = nodes();
-        let cg = CgroupDir(Path::new("/sys/fs/cgroup").join(unique("nvd-test")));
-        std::fs::create_dir(&cg.0)?;
-        let mut prober = Prober::spawn(&nodes);
-        std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string())?;
+        let (cg, mut prober) = v2_cgroup_with_prober(&nodes)?;
         // Two programs (a runtime's and systemd's, say): all must allow.
         let one = Ruleset::fold(&[program::from_spec(0, &allow_c(1, 3))?])?.compile();
         let two = Ruleset::fold(&[
@@ -438,10 +441,7 @@ fn v2_every_attached_program_is_widened() {
 fn v2_left_alone_when_nothing_to_do() {
     in_v2_namespace("v2_left_alone_when_nothing_to_do", || {
         let (dev, nodes) = nodes();
-        let cg = CgroupDir(Path::new("/sys/fs/cgroup").join(unique("nvd-test")));
-        std::fs::create_dir(&cg.0)?;
-        let mut prober = Prober::spawn(&nodes);
-        std::fs::write(cg.0.join("cgroup.procs"), prober.pid.to_string())?;
+        let (cg, mut prober) = v2_cgroup_with_prober(&nodes)?;
         // No program attached: everything is allowed, and stays so.
         allow_devices(
             &host_paths(dev.path()),
