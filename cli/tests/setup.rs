@@ -802,17 +802,14 @@ fn engines_on_the_systemd_cgroup_driver_get_the_wrapper_as_default() {
     assert!(note.starts_with("mode: hook"), "{note}");
 
     let crio = d.join("crio.toml");
-    let (out, note) = setup(
-        &[
-            "crio",
-            "--config",
-            crio.to_str().unwrap(),
-            "--engine-root",
-            r,
-        ],
-        &[],
-    )
-    .unwrap();
+    let crio_args = [
+        "crio",
+        "--config",
+        crio.to_str().unwrap(),
+        "--engine-root",
+        r,
+    ];
+    let (out, note) = setup(&crio_args, &[]).unwrap();
     assert!(out.contains("default_runtime = \"nvidia\""), "{out}");
     assert!(note.starts_with("mode: wrapper (default_runtime \"nvidia\"): CRI-O uses the systemd cgroup driver (CRI-O's default)"), "{note}");
     std::fs::create_dir_all(root.join("etc/crio/crio.conf.d")).unwrap();
@@ -821,17 +818,7 @@ fn engines_on_the_systemd_cgroup_driver_get_the_wrapper_as_default() {
         "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n",
     )
     .unwrap();
-    let (out, _) = setup(
-        &[
-            "crio",
-            "--config",
-            crio.to_str().unwrap(),
-            "--engine-root",
-            r,
-        ],
-        &[],
-    )
-    .unwrap();
+    let (out, _) = setup(&crio_args, &[]).unwrap();
     assert!(!out.contains("default_runtime"), "{out}");
 }
 
