@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use hook::discover::{elf, GLVND_NEEDS};
+use hook::sys::fs::{self as sysfs, Errno, FsError, OFlag, ResolveFlag, SFlag};
 use rules::v1::{parse_docker_volume_name, v1_layout, V1Dir, V1File, V1Layout, V1Volume};
 use rules::Inventory;
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 
 /// A refused volume request (HTTP 200 with `{"Err":"<msg>: <name>"}`) or a
 /// file-system failure (HTTP 500).
@@ -103,18 +103,20 @@ pub struct VolumeStore {
 
 /// Resolution of a name below a held store directory: no symlink, no `..`
 /// out of it.
-fn beneath() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
+fn beneath() -> ResolveFlag {
+    ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
 }
 
-fn os_err<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(rustix::io::Errno) -> VolumeError + 'a {
+/// A held directory's flags: a path, no reads.
+const DIR_PATH: OFlag = OFlag::O_PATH.union(OFlag::O_DIRECTORY);
+
+fn os_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(FsError) -> VolumeError + 'a {
     move |e| VolumeError::Io {
         op,
         path: path.to_path_buf(),
-        source: e.into(),
+        source: io::Error::from_raw_os_error(e.errno() as i32),
     }
 }
 
@@ -133,12 +135,7 @@ impl VolumeStore {
             .mode(0o755)
             .create(&dir)
             .map_err(io_err("create directory", &dir))?;
-        let fd = rfs::open(
-            &dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(os_err("open", &dir))?;
+        let fd = sysfs::open_host(&dir, DIR_PATH).map_err(os_err("open", &dir))?;
         Ok(VolumeStore {
             dir,
             fd,
@@ -160,26 +157,26 @@ impl VolumeStore {
     /// `None` when absent (and not `create`d).
     fn volume_dir(&self, volume: V1Volume, create: bool) -> Result<Option<OwnedFd>, VolumeError> {
         let path = self.dir.join(volume.name());
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        match rfs::openat2(&self.fd, volume.name(), flags, Mode::empty(), beneath()) {
+        let name = Path::new(volume.name());
+        match sysfs::openat2(&self.fd, name, DIR_PATH, beneath()) {
             Ok(fd) => return Ok(Some(fd)),
-            Err(rustix::io::Errno::NOENT) if create => {}
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) if e.errno() == Errno::ENOENT && create => {}
+            Err(e) if e.errno() == Errno::ENOENT => return Ok(None),
             Err(e) => return Err(os_err("open", &path)(e)),
         }
-        match rfs::mkdirat(&self.fd, volume.name(), Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        match sysfs::mkdirat(&self.fd, volume.name(), 0o755) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Errno::EEXIST => {}
             Err(e) => return Err(os_err("create directory", &path)(e)),
         }
-        rfs::openat2(&self.fd, volume.name(), flags, Mode::empty(), beneath())
+        sysfs::openat2(&self.fd, name, DIR_PATH, beneath())
             .map(Some)
             .map_err(os_err("open", &path))
     }
 
     /// True when `version` is a directory (not a link) in `parent`.
     fn has_version(parent: &OwnedFd, version: &str) -> bool {
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        rfs::openat2(parent, version, flags, Mode::empty(), beneath()).is_ok()
+        sysfs::openat2(parent, Path::new(version), DIR_PATH, beneath()).is_ok()
     }
 
     /// The mountpoint of an existing volume (any version).
@@ -207,12 +204,12 @@ impl VolumeStore {
         }
         let tmp_name = format!(".{}.tmp-{}", n.version, std::process::id());
         let tmp = in_fd(&parent, &tmp_name);
-        if rfs::statat(&parent, tmp_name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+        if sysfs::lstatat(&parent, &tmp_name).is_ok() {
             remove_entry(&parent, &tmp_name, &mp)?;
         }
         let layout = filter_blacklisted(v1_layout(inv));
         let result = populate(&tmp, &layout).and_then(|()| {
-            rfs::renameat(&parent, tmp_name.as_str(), &parent, n.version.as_str())
+            sysfs::renameat(&parent, &tmp_name, &n.version)
                 .map_err(os_err("rename into place", &mp))
         });
         if result.is_err() {
@@ -266,21 +263,23 @@ impl VolumeStore {
 /// hidden name in the same directory (so the tree removed is the one
 /// renamed, reached through the held descriptor), anything else unlinked.
 fn remove_entry(parent: &OwnedFd, name: &str, shown: &Path) -> Result<(), VolumeError> {
-    let st = match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+    let gone = |e: &FsError| e.errno() == Errno::ENOENT;
+    let st = match sysfs::lstatat(parent, name) {
         Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(os_err("remove", shown)(e)),
     };
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
-        return match rfs::unlinkat(parent, name, AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+        return match sysfs::unlinkat(parent, name, false) {
+            Ok(()) => Ok(()),
+            Err(e) if gone(&e) => Ok(()),
             Err(e) => Err(os_err("remove", shown)(e)),
         };
     }
     let doomed = format!(".{name}.rm-{}", std::process::id());
-    match rfs::renameat(parent, name, parent, doomed.as_str()) {
+    match sysfs::renameat(parent, name, &doomed) {
         Ok(()) => {}
-        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(os_err("remove", shown)(e)),
     }
     match fs::remove_dir_all(in_fd(parent, &doomed)) {

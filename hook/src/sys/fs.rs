@@ -13,9 +13,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::fcntl::{AtFlags, OpenHow};
+
+/// The flag and error types of this module's calls, for callers outside
+/// the hook (the volume store) that hold no syscall crate of their own.
+pub use nix::errno::Errno;
+pub use nix::fcntl::{OFlag, ResolveFlag};
+pub use nix::sys::stat::SFlag;
+use nix::sys::stat::{FileStat, Mode};
 use nix::sys::statfs::{fstatfs, FsType, PROC_SUPER_MAGIC};
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
