@@ -26,6 +26,7 @@ pub mod prereq;
 pub mod process;
 pub mod real;
 pub mod runc;
+pub mod stats;
 pub mod systemd;
 
 pub use bundle::{Bundle, BundleBuilder, Hook, HookStage};

@@ -14,19 +14,16 @@
 use std::time::Duration;
 
 use e2e::hook::SimHost;
+use e2e::stats::{median, ms};
 use e2e::{require, runc_run, Bundle, CgroupVersion, Prereq, Variant};
 
 use crate::config_common::wrapped_runc_run;
 
 const ROUNDS: usize = 60;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// The median of `v` in milliseconds.
+fn median_ms(v: &[Duration]) -> f64 {
+    median(&v.iter().copied().map(ms).collect::<Vec<_>>())
 }
 
 #[test]
@@ -88,19 +85,15 @@ fn wrapper_overhead_8_gpus() {
         let out = e2e::process::run_timeout(&mut cmd, Duration::from_secs(20)).unwrap();
         tru.push(out.elapsed);
     }
-    let (a, t) = (median(alone), median(tru));
+    let (a, t) = (median_ms(&alone), median_ms(&tru));
     println!(
-        "config_bench: wrapper create alone (exec /bin/true) median {:.2} ms vs /bin/true {:.2} ms: added {:.2} ms",
-        ms(a),
-        ms(t),
-        ms(a) - ms(t)
+        "config_bench: wrapper create alone (exec /bin/true) median {a:.2} ms vs /bin/true {t:.2} ms: added {:.2} ms",
+        a - t
     );
-    let (w, p) = (median(wrapped), median(plain));
+    let (w, p) = (median_ms(&wrapped), median_ms(&plain));
     println!(
-        "config_bench: runc run, 8 GPUs, {ROUNDS} rounds: wrapper median {:.2} ms, plain runc (same spec) median {:.2} ms, added {:.2} ms, ratio {:.3}",
-        ms(w),
-        ms(p),
-        ms(w) - ms(p),
-        w.as_secs_f64() / p.as_secs_f64()
+        "config_bench: runc run, 8 GPUs, {ROUNDS} rounds: wrapper median {w:.2} ms, plain runc (same spec) median {p:.2} ms, added {:.2} ms, ratio {:.3}",
+        w - p,
+        w / p
     );
 }

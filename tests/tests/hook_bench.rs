@@ -31,24 +31,10 @@
 //! machine are for reading, not for failing.
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use e2e::hook::SimHost;
+use e2e::stats::{median, ms};
 use e2e::{require, runc_run, Bundle, CgroupVersion, Hook, HookStage, Prereq, Variant};
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// `timing: <step> <us> us` lines of the hook's debug log, per step, in ms.
 fn step_timings(log: &str) -> BTreeMap<String, Vec<f64>> {

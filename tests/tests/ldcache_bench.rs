@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use e2e::hook::SimHost;
+use e2e::stats::{median, ms};
 use e2e::{require, runc_run, Bundle, CgroupVersion, Hook, HookStage, Output, Prereq, Variant};
 
 use crate::config_common::wrapped_runc_run;
@@ -39,20 +40,6 @@ fn children_cpu() -> Duration {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// (wall ms, CPU ms) of one run.
