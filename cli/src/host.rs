@@ -115,18 +115,89 @@ pub fn load_inventory(config: &HookConfig) -> Result<Inventory, HostError> {
 /// `libnvidia-ml.so.*` under the driver root, else `libnvidia-ml.so.1` from
 /// the linker's search path.
 pub fn nvml_lib(config: &HookConfig, inv: &Inventory) -> PathBuf {
-    if let Some(lib) = &config.paths.nvml_lib {
-        return lib.clone();
+    driver_library(
+        config.paths.nvml_lib.as_deref(),
+        inv,
+        "libnvidia-ml.so.1",
+        |n| n.starts_with("libnvidia-ml.so"),
+    )
+}
+
+/// The CUDA driver library v1's `/gpu/info` reads device attributes from:
+/// the configured one (`cuda-lib`), else the driver root's 64-bit
+/// `libcuda.so.<driver version>` (not a leftover of an older driver), else
+/// `libcuda.so.1` from the linker's search path.
+pub fn cuda_lib(config: &HookConfig, inv: &Inventory) -> PathBuf {
+    let versioned = format!("libcuda.so.{}", inv.driver_version);
+    driver_library(config.paths.cuda_lib.as_deref(), inv, "libcuda.so.1", |n| {
+        n == versioned
+    })
+}
+
+/// `configured`, else the first 64-bit library of `inv` whose file name
+/// passes `name`, under the driver root, else `soname` for the dynamic
+/// linker to find.
+fn driver_library(
+    configured: Option<&Path>,
+    inv: &Inventory,
+    soname: &str,
+    name: impl Fn(&str) -> bool,
+) -> PathBuf {
+    if let Some(lib) = configured {
+        return lib.to_path_buf();
     }
     inv.files
         .iter()
         .find(|f| {
             f.kind == FileKind::Library
                 && f.class == rules::ElfClass::Elf64
-                && f.path
-                    .file_name_str()
-                    .is_some_and(|n| n.starts_with("libnvidia-ml.so"))
+                && f.path.file_name_str().is_some_and(&name)
         })
         .map(|f| PathBuf::from(inv.driver_root.under(&f.path).as_str()))
-        .unwrap_or_else(|| PathBuf::from("libnvidia-ml.so.1"))
+        .unwrap_or_else(|| PathBuf::from(soname))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rules::{DriverFile, ElfClass, HostPath, Version};
+
+    fn inventory() -> Inventory {
+        Inventory::new(Version::parse("550.54.14").unwrap())
+    }
+
+    #[test]
+    fn libcuda_is_the_installed_version_not_a_leftover() {
+        let mut inv = inventory();
+        inv.driver_root = HostPath::new("/run/nvidia/driver").unwrap();
+        for name in ["libcuda.so.470.82.01", "libcuda.so.550.54.14"] {
+            inv.files.push(DriverFile {
+                path: HostPath::new(format!("/usr/lib/x86_64-linux-gnu/{name}")).unwrap(),
+                kind: FileKind::Library,
+                class: ElfClass::Elf64,
+                soname: Some("libcuda.so.1".into()),
+            });
+        }
+        let config = HookConfig::default();
+        assert_eq!(
+            cuda_lib(&config, &inv),
+            Path::new("/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14")
+        );
+        assert_eq!(cuda_lib(&config, &inventory()), Path::new("libcuda.so.1"));
+    }
+
+    #[test]
+    fn a_configured_library_comes_first() {
+        let mut config = HookConfig::default();
+        config.paths.cuda_lib = Some("/opt/mock/libcuda.so.1".into());
+        config.paths.nvml_lib = Some("/opt/mock/libnvidia-ml.so.1".into());
+        assert_eq!(
+            cuda_lib(&config, &inventory()),
+            Path::new("/opt/mock/libcuda.so.1")
+        );
+        assert_eq!(
+            nvml_lib(&config, &inventory()),
+            Path::new("/opt/mock/libnvidia-ml.so.1")
+        );
+    }
 }

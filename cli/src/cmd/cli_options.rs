@@ -60,7 +60,7 @@ pub fn run(args: &CliOptionsArgs, nv_gpu: Option<&str>) -> Result<Vec<u8>, CliOp
     if args.mesos {
         let nvml = nvml::open(&host::nvml_lib(&config, &inv))?;
         let mut facts = nvml::facts(&nvml, &inv)?;
-        cuda::fill(&mut facts, &inv, &cuda::libcuda(&config.paths, &inv));
+        cuda::fill(&mut facts, &inv, &host::cuda_lib(&config, &inv));
         let info = info::build(&inv, &facts);
         let json = render_json::to_go_json(&info)?;
         return Ok(mesos::render(&info, &json).into_bytes());

@@ -81,7 +81,7 @@ impl Snapshot {
     pub fn build(config: &HookConfig, inv: Inventory) -> Result<Snapshot, StateError> {
         let nvml = nvml::open(&host::nvml_lib(config, &inv))?;
         let mut facts = nvml::facts(&nvml, &inv)?;
-        cuda::fill(&mut facts, &inv, &cuda::libcuda(&config.paths, &inv));
+        cuda::fill(&mut facts, &inv, &host::cuda_lib(config, &inv));
         let info = info::build(&inv, &facts);
         let info_json = render_json::to_go_json(&info).map_err(|source| StateError::Encode {
             what: "/gpu/info/json",

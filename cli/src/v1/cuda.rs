@@ -1,37 +1,16 @@
 //! The CUDA part of `/gpu/info`: SM count, L2 cache, shared memory per SM
-//! and constant memory from the driver root's libcuda
+//! and constant memory from the libcuda [`crate::host::cuda_lib`] names
 //! (`hook::sys::cuda`, the CUDA driver API through `cudarc`), matched to the
 //! inventory's GPUs by UUID. Where libcuda cannot initialise (no usable GPU,
 //! a stub library), the facts stay empty and `/gpu/info` keeps its
 //! NVML-and-table values (see [`super::info`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use hook::config::HostPaths;
 use hook::sys::cuda::{device_attributes, DeviceAttributes};
-use rules::{FileKind, Inventory};
+use rules::Inventory;
 
 use super::info::{CudaFacts, GpuFacts};
-
-/// The configured CUDA library (`cuda-lib`, `NVIDIA_DOCKER_CUDA_LIB`), else
-/// the driver root's 64-bit `libcuda.so.<version>` from the inventory, else
-/// the soname for the dynamic linker to find.
-pub fn libcuda(paths: &HostPaths, inv: &Inventory) -> PathBuf {
-    if let Some(lib) = &paths.cuda_lib {
-        return lib.clone();
-    }
-    inv.files
-        .iter()
-        .find(|f| {
-            f.kind == FileKind::Library
-                && f.class == rules::ElfClass::Elf64
-                && f.path
-                    .file_name_str()
-                    .is_some_and(|n| n == format!("libcuda.so.{}", inv.driver_version))
-        })
-        .map(|f| PathBuf::from(inv.driver_root.under(&f.path).as_str()))
-        .unwrap_or_else(|| PathBuf::from("libcuda.so.1"))
-}
 
 /// Fills `facts[i].cuda` (same order as `inv.gpus` by index) from the CUDA
 /// driver API; on failure logs why (debug) and leaves them empty.
@@ -115,37 +94,5 @@ mod tests {
             "the table's, CUDA had none"
         );
         assert_eq!(devs[1].cores, Some(132 * 128));
-    }
-
-    #[test]
-    fn the_library_is_the_installed_version_not_a_leftover() {
-        let mut inv = inventory();
-        inv.driver_root = rules::HostPath::new("/run/nvidia/driver").unwrap();
-        for name in ["libcuda.so.470.82.01", "libcuda.so.550.54.14"] {
-            inv.files.push(rules::DriverFile {
-                path: rules::HostPath::new(format!("/usr/lib/x86_64-linux-gnu/{name}")).unwrap(),
-                kind: FileKind::Library,
-                class: rules::ElfClass::Elf64,
-                soname: Some("libcuda.so.1".into()),
-            });
-        }
-        let paths = HostPaths::default();
-        assert_eq!(
-            libcuda(&paths, &inv),
-            Path::new("/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14")
-        );
-        assert_eq!(libcuda(&paths, &inventory()), Path::new("libcuda.so.1"));
-    }
-
-    #[test]
-    fn a_configured_library_comes_first() {
-        let paths = HostPaths {
-            cuda_lib: Some("/opt/mock/libcuda.so.1".into()),
-            ..HostPaths::default()
-        };
-        assert_eq!(
-            libcuda(&paths, &inventory()),
-            Path::new("/opt/mock/libcuda.so.1")
-        );
     }
 }
