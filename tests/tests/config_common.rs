@@ -46,8 +46,15 @@ pub fn wrapper_as_runc(dir: &Path) -> anyhow::Result<PathBuf> {
 /// The wrapper's environment on `host`: the simulated host's variables,
 /// the real runc and the built hook.
 pub fn wrapper_env(host: &SimHost) -> anyhow::Result<Vec<(String, String)>> {
-    let mut env: Vec<(String, String)> = host
-        .env()
+    with_runc_and_hook(host.env())
+}
+
+/// `host_env` plus the real runc and the built hook, as the wrapper reads
+/// them.
+fn with_runc_and_hook(
+    host_env: Vec<(&'static str, String)>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = host_env
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
@@ -70,12 +77,23 @@ pub fn wrapped_runc_run(
     bundle: &Bundle,
     cgroup: CgroupVersion,
 ) -> anyhow::Result<Output> {
+    wrapped_runc_run_with(host, host.env(), bundle, cgroup)
+}
+
+/// The same with `host_env` for the host's variables (a real driver root's,
+/// say); the wrapper's link lives in `host`'s directory.
+pub fn wrapped_runc_run_with(
+    host: &SimHost,
+    host_env: Vec<(&'static str, String)>,
+    bundle: &Bundle,
+    cgroup: CgroupVersion,
+) -> anyhow::Result<Output> {
     let state = tempfile::Builder::new()
         .prefix("e2e-wrapped-state-")
         .tempdir()?;
     let bin = wrapper_as_runc(host.dir())?;
     let path = e2e::process::path_env(&[bin]);
-    let env = wrapper_env(host)?;
+    let env = with_runc_and_hook(host_env)?;
     let id = unique_name("e2e");
     let mut run = runc_command(
         cgroup,

@@ -5,18 +5,16 @@
 //! Podman with the CDI spec `nvidia-docker setup cdi` writes. In each, the
 //! probe loads the real `libcuda.so.1` and NVML by soname and gets the real
 //! driver's answers, and the real `nvidia-smi` prints its no-driver line.
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
 use e2e::hook::hook_binary;
 use e2e::process::{run_timeout, unique_name};
 use e2e::real::{probe, probe_values, RealHost};
-use e2e::runc::{runc_command, RUNC_TIMEOUT};
 use e2e::{require, Bundle, CgroupVersion, Dockerd, Podman, Prereq, Variant};
 use fixtures::real_driver::{DriverLayout, Series};
 
-use crate::config_common::{real_runc, setup_binary, wrapper_as_runc, RemoveOnDrop};
+use crate::config_common::{setup_binary, wrapped_runc_run_with, RemoveOnDrop};
 
 /// What building a real driver root needs.
 const BUILD: [Prereq; 3] = [
@@ -107,37 +105,7 @@ fn runc_wrapper_real_470() {
         .build()
         .unwrap();
     std::fs::copy(&exe, bundle.rootfs().join("gpu-probe")).unwrap();
-    let cgroup = CgroupVersion::V2;
-    let state = tempfile::Builder::new()
-        .prefix("e2e-wrapped-state-")
-        .tempdir()
-        .unwrap();
-    let bin = wrapper_as_runc(host.sim.dir()).unwrap();
-    let path = e2e::process::path_env(&[bin]);
-    let id = unique_name("e2e");
-    let mut run = runc_command(
-        cgroup,
-        state.path(),
-        &[
-            OsStr::new("run"),
-            OsStr::new("--bundle"),
-            bundle.path().as_os_str(),
-            OsStr::new(&id),
-        ],
-    )
-    .unwrap();
-    run.env("PATH", &path)
-        .envs(host.env())
-        .env("NVIDIA_DOCKER_RUNTIMES", real_runc().unwrap())
-        .env("NVIDIA_DOCKER_HOOK", hook_binary().unwrap());
-    let out = run_timeout(&mut run, RUNC_TIMEOUT).unwrap();
-    if let Ok(mut delete) = runc_command(
-        cgroup,
-        state.path(),
-        &[OsStr::new("delete"), OsStr::new("--force"), OsStr::new(&id)],
-    ) {
-        let _ = run_timeout(&mut delete, Duration::from_secs(20));
-    }
+    let out = wrapped_runc_run_with(&host.sim, host.env(), &bundle, CgroupVersion::V2).unwrap();
     assert_real(&host, &out, "runc wrapper");
 }
 
