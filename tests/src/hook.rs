@@ -152,12 +152,7 @@ impl SimHost {
     /// The runc `config.json` registration: `hooks.prestart` running the
     /// hook with [`SimHost::env`] (and a `PATH`) as its whole environment.
     pub fn prestart_hook(&self) -> anyhow::Result<Hook> {
-        let mut hook = Hook::new(hook_binary()?, &[HOOK_FILE, "prestart"])
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        for (k, v) in self.env() {
-            hook = hook.env(k, v);
-        }
-        Ok(hook)
+        prestart_hook_with(self.env())
     }
 
     /// A directory holding `nvidia-container-runtime-hook`, a symlink to
@@ -380,4 +375,15 @@ pub fn host_mounts_mentioning(needle: &str) -> BTreeSet<String> {
         .filter(|l| l.contains(needle))
         .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// The built hook as a `hooks.prestart` entry whose whole environment is
+/// `env` and a `PATH`.
+pub fn prestart_hook_with(env: Vec<(&'static str, String)>) -> anyhow::Result<Hook> {
+    let mut hook = Hook::new(hook_binary()?, &[HOOK_FILE, "prestart"])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (k, v) in env {
+        hook = hook.env(k, v);
+    }
+    Ok(hook)
 }

@@ -15,7 +15,7 @@ use fixtures::real_driver::{self, DriverLayout, RealDriver, Series};
 use serde_json::Value;
 
 use crate::bundle::Hook;
-use crate::hook::{hook_binary, SimHost, HOOK_FILE};
+use crate::hook::{hook_binary, SimHost};
 use crate::process::run_timeout;
 
 /// A simulated host whose driver files are NVIDIA's real ones.
@@ -95,12 +95,7 @@ impl RealHost {
 
     /// The runc `config.json` prestart registration with [`RealHost::env`].
     pub fn prestart_hook(&self) -> anyhow::Result<Hook> {
-        let mut hook = Hook::new(hook_binary()?, &[HOOK_FILE, "prestart"])
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        for (k, v) in self.env() {
-            hook = hook.env(k, v);
-        }
-        Ok(hook)
+        crate::hook::prestart_hook_with(self.env())
     }
 
     /// `nvidia-docker-hook inventory --json --refresh` on this host.
