@@ -1,6 +1,8 @@
 //! Executing a plan inside a container's mount namespace.
 //!
-//! [`apply`] forks a single-threaded child ([`crate::sys::child`]) that:
+//! [`apply`] forks a single-threaded child ([`crate::sys::child`]) that
+//! does the steps below ([`apply_in_place`] does them in the calling process,
+//! for a caller with nothing left to do on the host):
 //!
 //! 1. keeps only the capabilities of the host-side step ([`caps`]);
 //! 2. on the host side, opens the container's namespaces
@@ -197,6 +199,28 @@ pub fn apply_within(
         enter_and_apply(paths, target, plan).map_err(|e| error_chain(&e))
     })
     .map_err(ApplyError::Child)
+}
+
+/// [`enter_and_apply`] in the calling process itself, with `timeout` as an
+/// [`Alarm`](crate::sys::process::Alarm): no fork, for a caller whose last
+/// step this is (it ends in the container's namespaces with reduced
+/// capabilities, so nothing on the host can follow). Forking costs the hook
+/// about a tenth of its CPU time per start (page tables copied, pages
+/// copied on write in both processes, a second exit): `docs/start-cost.md`.
+/// The caller must be single-threaded. A step still running at `timeout`
+/// prints its one line and ends the process by `SIGALRM`.
+pub fn apply_in_place(
+    paths: &HostPaths,
+    target: &Target,
+    plan: &Plan,
+    timeout: std::time::Duration,
+) -> Result<(), ApplyError> {
+    let _alarm = crate::sys::process::Alarm::set(
+        timeout,
+        format!("nvidia-docker-hook: applying the GPU plan ran past {timeout:?} and was stopped\n"),
+    )
+    .map_err(|e| ApplyError::Child(ChildError::Failed(e.to_string())))?;
+    enter_and_apply(paths, target, plan)
 }
 
 /// Steps 1 to 4 of the module docs in the calling process, which must be

@@ -6,9 +6,12 @@
 //! forward-compatibility library ([`container::complete_request`]),
 //! inventory snapshot, plan (a refusal ends here with its one line), device cgroup, apply in
 //! the container's mount namespace, linker cache: written by the apply step
-//! itself (`hook::ldcache_write`, the default), or by the sealed host
-//! `ldconfig` afterwards (`linker-cache = "ldconfig"`, or a plan that needs
-//! the image's files scanned: [`ldcache_write::in_process_entries`]).
+//! itself (`hook::ldcache_write`, the default; then the apply step is the
+//! last one and this process enters the container itself,
+//! [`apply::apply_in_place`]), or by the sealed host `ldconfig` afterwards
+//! (`linker-cache = "ldconfig"`, or a plan that needs the image's files
+//! scanned: [`ldcache_write::in_process_entries`]; then the apply step runs
+//! in a forked child).
 //!
 //! Also the toolkit's calling convention for the name
 //! `nvidia-container-runtime-hook` ([`ToolkitArgs`]), which is what
@@ -110,13 +113,17 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
         rootfs: bundle.rootfs.clone(),
     };
     let limit = deadline.limit("applying the GPU plan", apply::APPLY_TIMEOUT)?;
-    apply::apply_within(&cfg.paths, &target, &plan, limit)?;
-    clock.lap("apply");
-    if !in_process {
+    if in_process {
+        // The last step: this process enters the container itself (no fork).
+        apply::apply_in_place(&cfg.paths, &target, &plan, limit)?;
+        clock.lap("apply");
+    } else {
+        apply::apply_within(&cfg.paths, &target, &plan, limit)?;
+        clock.lap("apply");
         let limit = deadline.limit("the linker cache", ldconfig::TIMEOUT)?;
         ldconfig::refresh_within(&cfg.paths, pid, &bundle.rootfs, &plan.ldconfig_dirs, limit)?;
+        clock.lap("ldconfig");
     }
-    clock.lap("ldconfig");
     clock.total();
     log::debug!("container {} ({pid}) has its GPUs", state.id);
     Ok(())

@@ -258,6 +258,54 @@ pub fn wait(pid: Pid) -> Result<WaitStatus, ProcessError> {
     }
 }
 
+/// The line [`Alarm`]'s handler prints (set once per process, before the
+/// handler is installed).
+static ALARM_LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    // Async-signal-safe only: an atomic load, write(2), and raise(3) of a
+    // signal whose disposition `SA_RESETHAND` has put back to the default
+    // (terminate), with `SA_NODEFER` so that it is delivered at once.
+    if let Some(line) = ALARM_LINE.get() {
+        write_stderr(line);
+    }
+    let _ = nix::sys::signal::raise(Signal::SIGALRM);
+}
+
+/// A deadline for a step that runs in this process and cannot be given to a
+/// child (it ends in another namespace): when it passes, `line` goes to
+/// standard error and the process ends by `SIGALRM`. Dropping the value
+/// cancels it. One per process: a second one keeps the first one's line.
+#[derive(Debug)]
+pub struct Alarm(());
+
+impl Alarm {
+    /// Arms the alarm `after` from now, rounded up to whole seconds (at
+    /// least one).
+    pub fn set(after: std::time::Duration, line: String) -> Result<Alarm, ProcessError> {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+        let _ = ALARM_LINE.set(line);
+        let action = SigAction::new(
+            SigHandler::Handler(on_alarm),
+            SaFlags::SA_RESETHAND | SaFlags::SA_NODEFER,
+            SigSet::empty(),
+        );
+        // SAFETY: the handler calls only async-signal-safe functions
+        // (write(2), raise(3)) and reads a `OnceLock` that is set before it is
+        // installed and never changes afterwards.
+        unsafe { sigaction(Signal::SIGALRM, &action) }.map_err(err("sigaction(SIGALRM)"))?;
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        nix::unistd::alarm::set(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
+        Ok(Alarm(()))
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        nix::unistd::alarm::cancel();
+    }
+}
+
 /// Writes `text` to descriptor 2 without taking std's stderr lock (safe in
 /// a child forked from a multi-threaded process). Best effort.
 pub fn write_stderr(text: &str) {
@@ -268,6 +316,39 @@ pub fn write_stderr(text: &str) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn alarm_prints_its_line_and_ends_the_process() {
+        use crate::sys::child::{run_in_child, ChildError};
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let result = run_in_child("alarm", Duration::from_secs(20), move || {
+            dup_onto(std::os::fd::AsFd::as_fd(&write_end), 2).map_err(|e| e.to_string())?;
+            let _alarm = Alarm::set(Duration::from_millis(10), "deadline passed\n".to_owned())
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_secs(10));
+            Err("still alive after the alarm".to_owned())
+        });
+        match result {
+            Err(ChildError::Died { status, .. }) => assert!(status.contains("SIGALRM"), "{status}"),
+            other => panic!("expected death by SIGALRM, got {other:?}"),
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut text).unwrap();
+        assert_eq!(text, "deadline passed\n");
+    }
+
+    #[test]
+    fn a_dropped_alarm_never_fires() {
+        crate::sys::child::run_in_child("alarm", Duration::from_secs(20), || {
+            drop(
+                Alarm::set(Duration::from_millis(1), "fired\n".to_owned())
+                    .map_err(|e| e.to_string())?,
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    }
 
     /// Whether descriptor `fd` of this process is close-on-exec (fdinfo's
     /// `flags:` is octal; `O_CLOEXEC` is 0o2000000).
