@@ -466,13 +466,15 @@ pub fn to_bytes(
 
 /// Reads the image's cache through `root`: `None` (with a debug line) when
 /// it is absent, not a regular file, too large, unreadable or malformed.
-fn read_image_cache(root: &ContainerRoot) -> RawCache {
+/// The image's cache, parsed, and its bytes (empty when it could not be
+/// read).
+fn read_image_cache(root: &ContainerRoot) -> (RawCache, Vec<u8>) {
     let path = ContainerPath::new(CACHE_PATH).unwrap_or_else(|_| ContainerPath::root());
     let fd = match root.resolve(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK) {
         Ok(fd) => fd,
         Err(e) => {
             log::debug!("linker cache: the image's {path}: {e}; starting empty");
-            return RawCache::default();
+            return (RawCache::default(), Vec::new());
         }
     };
     let size = match fs::fstat(&fd) {
@@ -481,11 +483,11 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
         }
         Ok(_) => {
             log::debug!("linker cache: the image's {path} is not a regular file; starting empty");
-            return RawCache::default();
+            return (RawCache::default(), Vec::new());
         }
         Err(e) => {
             log::debug!("linker cache: the image's {path}: {e}; starting empty");
-            return RawCache::default();
+            return (RawCache::default(), Vec::new());
         }
     };
     // One read for the whole file (its size as it was a moment ago; the
@@ -497,19 +499,19 @@ fn read_image_cache(root: &ContainerRoot) -> RawCache {
         .read_to_end(&mut bytes)
     {
         log::debug!("linker cache: cannot read the image's {path}: {e}; starting empty");
-        return RawCache::default();
+        return (RawCache::default(), Vec::new());
     }
     if bytes.len() as u64 > MAX_CACHE_BYTES {
         log::debug!(
             "linker cache: the image's {path} is larger than {MAX_CACHE_BYTES} bytes; starting empty"
         );
-        return RawCache::default();
+        return (RawCache::default(), Vec::new());
     }
     match parse(&bytes) {
-        Ok(c) => c,
+        Ok(c) => (c, bytes),
         Err(why) => {
             log::debug!("linker cache: the image's {path} is malformed ({why}); starting empty");
-            RawCache::default()
+            (RawCache::default(), Vec::new())
         }
     }
 }
@@ -557,7 +559,7 @@ pub fn in_process_entries(
 pub fn update(root: &ContainerRoot, added: &[LdCacheEntry]) -> Result<(), LdCacheWriteError> {
     let path = ContainerPath::new(CACHE_PATH).unwrap_or_else(|_| ContainerPath::root());
     let etc = ContainerPath::new("/etc").unwrap_or_else(|_| ContainerPath::root());
-    let image = read_image_cache(root);
+    let (image, image_bytes) = read_image_cache(root);
     let entries = merge(&image, added);
     let bytes = to_bytes(&entries, &image.hwcaps, image.old_format, GENERATOR);
     let dir = root.mkdir_all(&etc)?;
@@ -565,6 +567,18 @@ pub fn update(root: &ContainerRoot, added: &[LdCacheEntry]) -> Result<(), LdCach
         path: path.clone(),
         source: Box::new(source),
     };
+    // A container started again (`docker start`, a restart policy) has the
+    // cache of its last start: when it is already this one, as a plain file
+    // readable by all, it is left alone (no new file, no copy-up).
+    if bytes == image_bytes
+        && fs::lstatat(&dir, "ld.so.cache").is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+                && st.st_mode & 0o7777 == 0o644
+        })
+    {
+        log::debug!("linker cache: already up to date ({} bytes)", bytes.len());
+        return Ok(());
+    }
     let tmp = format!(".ld.so.cache.nvidia-docker-{}", std::process::id());
     let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY;
     let fd = match fs::openat(&dir, &tmp, create, 0o644) {
@@ -847,6 +861,24 @@ mod tests {
         let back = glibc::parse(&std::fs::read(r.join("etc/ld.so.cache")).unwrap()).unwrap();
         assert_eq!(back.entries.len(), 2);
         assert_eq!(back.entries[1], image[0]);
+        // The same update again (a restarted container) leaves the file
+        // alone: the same inode.
+        let ino = |p: &std::path::Path| {
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
+        };
+        let first = ino(&r.join("etc/ld.so.cache"));
+        update(&root, &added).unwrap();
+        assert_eq!(ino(&r.join("etc/ld.so.cache")), first);
+        // ... unless its mode is not the one the hook writes.
+        std::fs::set_permissions(
+            r.join("etc/ld.so.cache"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        update(&root, &added).unwrap();
+        let meta = std::fs::metadata(r.join("etc/ld.so.cache")).unwrap();
+        assert_ne!(std::os::unix::fs::MetadataExt::ino(&meta), first);
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
         // No temporary file left; an image link at the cache's name is
         // replaced, never followed.
         let names: Vec<_> = std::fs::read_dir(r.join("etc"))
