@@ -17,8 +17,8 @@
 //! the plan written into the spec ([`spec::apply_plan`]): devices and their
 //! cgroup rules, driver mounts and environment are then the runtime's to
 //! apply (and re-apply: they survive `systemctl daemon-reload`, unlike
-//! device grants a hook adds), and one `createContainer` hook entry runs
-//! `nvidia-docker-hook create-container` for what a spec cannot do
+//! device grants a hook adds), and one `createRuntime` hook entry runs
+//! `nvidia-docker-hook create-container --enter` for what a spec cannot do
 //! ([`fixups`]). The spec is replaced atomically (`config.json.tmp-<pid>`,
 //! then `rename`).
 //!
@@ -51,7 +51,7 @@ use spec::{HookEntry, SpecEditError};
 /// (searched on `PATH`) or absolute paths; default [`DEFAULT_RUNTIMES`].
 pub const ENV_RUNTIMES: &str = "NVIDIA_DOCKER_RUNTIMES";
 /// Environment variable: the `nvidia-docker-hook` binary written into the
-/// `createContainer` entry; default: beside the wrapper, else
+/// `createRuntime` entry; default: beside the wrapper, else
 /// [`DEFAULT_HOOK_PATH`].
 pub const ENV_HOOK: &str = "NVIDIA_DOCKER_HOOK";
 /// The real runtimes tried by default, in order.
@@ -136,7 +136,7 @@ pub enum RuntimeError {
 pub struct Settings {
     /// The real runtimes to try.
     pub runtimes: Vec<String>,
-    /// The hook binary for the `createContainer` entry.
+    /// The hook binary for the `createRuntime` entry.
     pub hook_path: PathBuf,
     /// The hook entry's environment (`PATH` and the passed variables).
     pub hook_env: Vec<String>,
@@ -184,7 +184,8 @@ pub fn hook_env(env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     out
 }
 
-/// The `createContainer` entry running `fixups`, `None` when empty.
+/// The hook entry running `fixups`, `None` when empty (the runc wrapper
+/// writes it as `createRuntime`, the CDI spec as `createContainer`).
 pub fn hook_entry(fixups: &Fixups, hook_path: &Path, env: &[String]) -> Option<HookEntry> {
     if fixups.is_empty() {
         return None;
@@ -265,11 +266,14 @@ pub fn prepare(
             path: bundle.config_path.clone(),
             source,
         })?;
-    let entry = hook_entry(
-        &Fixups::from_plan(&plan),
-        &settings.hook_path,
-        &settings.hook_env,
-    );
+    // Run by runc itself, not by its init process (`createRuntime`): the
+    // step enters the container as the prestart hook does, and saves the
+    // start the cost of an exec from the container's init (`spec`).
+    let fixups = Fixups {
+        enter: true,
+        ..Fixups::from_plan(&plan)
+    };
+    let entry = hook_entry(&fixups, &settings.hook_path, &settings.hook_env);
     spec::apply_plan(&mut value, &plan, entry.as_ref()).map_err(|source| {
         RuntimeError::SpecEdit {
             path: bundle.config_path.clone(),

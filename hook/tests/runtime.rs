@@ -205,17 +205,28 @@ fn gpu_bundle_gets_devices_rules_mounts_hook_and_annotation() {
         strings(&libcuda["options"]),
         ["rbind", "rprivate", "ro", "nosuid", "nodev"]
     );
-    // One createContainer entry with an explicit environment and a timeout,
-    // whose arguments parse back into the plan's fix-ups.
-    let hooks = spec["hooks"]["createContainer"].as_array().unwrap();
+    // One createRuntime entry (none at createContainer) with an explicit
+    // environment and a timeout, whose arguments parse back into the plan's
+    // fix-ups, entering the container first.
+    assert!(spec["hooks"].get("createContainer").is_none());
+    let hooks = spec["hooks"]["createRuntime"].as_array().unwrap();
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0]["path"], "/usr/bin/nvidia-docker-hook");
     assert_eq!(hooks[0]["timeout"], 30);
     assert_eq!(strings(&hooks[0]["env"]), [runtime::HOOK_PATH_ENV, "X=1"]);
     let args = strings(&hooks[0]["args"]);
-    assert_eq!(args[..2], ["nvidia-docker-hook", "create-container"]);
+    assert_eq!(
+        args[..3],
+        ["nvidia-docker-hook", "create-container", "--enter"]
+    );
     let fixups = Fixups::parse(&args[2..]).unwrap();
-    assert_eq!(fixups, Fixups::from_plan(&plan));
+    assert_eq!(
+        fixups,
+        Fixups {
+            enter: true,
+            ..Fixups::from_plan(&plan)
+        }
+    );
     assert!(args
         .iter()
         .any(|a| a == "libcuda.so.1::/usr/lib/x86_64-linux-gnu/libcuda.so"));
@@ -316,9 +327,9 @@ fn compat_library_in_the_image_is_used() {
     assert_eq!(plan.cuda_compat, Some(rules::CompatDecision::Use));
     assert_eq!(plan.cuda_version.unwrap().to_string(), "12.9");
     assert_eq!(plan.ldconfig_dirs[0].as_str(), "/usr/local/cuda/compat");
-    // The createContainer step gives the compat directory to ldconfig first.
+    // The createRuntime step gives the compat directory to ldconfig first.
     let spec = read(&dir.path().join("config.json"));
-    let args = strings(&spec["hooks"]["createContainer"][0]["args"]);
+    let args = strings(&spec["hooks"]["createRuntime"][0]["args"]);
     let dirs: Vec<&str> = args
         .windows(2)
         .filter(|w| w[0] == "--ldconfig-dir")
@@ -439,7 +450,7 @@ fn create_rewrites_then_execs_with_the_original_arguments() {
     let spec = read(&path);
     assert_eq!(spec["annotations"][ANNOTATION_PLAN], PLAN_APPLIED);
     assert_eq!(spec["linux"]["devices"].as_array().unwrap().len(), 4);
-    let hook = &spec["hooks"]["createContainer"][0];
+    let hook = &spec["hooks"]["createRuntime"][0];
     assert_eq!(hook["path"], HOOK);
     let env = strings(&hook["env"]);
     assert!(env.contains(&format!(

@@ -1,6 +1,6 @@
 //! Benchmark (ignored by default): `runc run` through the wrapper vs plain
 //! runc given the very spec the wrapper writes (the same devices, rules,
-//! mounts and `createContainer` fix-ups, "done by hand"), on a simulated
+//! mounts and `createRuntime` fix-ups, "done by hand"), on a simulated
 //! 8-GPU host with `NVIDIA_VISIBLE_DEVICES=all`. The difference of the
 //! medians is what the wrapper adds: reading the bundle, the inventory
 //! snapshot, the plan, the rewrite and one more `exec`. Printed, never

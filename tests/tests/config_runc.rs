@@ -1,7 +1,7 @@
 //! The runc wrapper (`nvidia-docker-runtime`) in front of the real runc,
 //! on a simulated 4-GPU host, with no prestart hook registered: the spec
 //! edits alone (devices, cgroup rules, driver mounts) plus the
-//! `createContainer` fix-ups give the container its GPUs, under cgroup v1
+//! `createRuntime` fix-ups give the container its GPUs, under cgroup v1
 //! and v2; a bundle that asks for no GPU is left byte-identical.
 use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
 use e2e::{require, Bundle, CgroupVersion, Prereq, Variant};

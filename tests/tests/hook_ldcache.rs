@@ -9,7 +9,7 @@
 //! libraries' lines must be the same, in the same order; where the image
 //! had a cache, every line must be.
 //!
-//! The same checks run through the runc wrapper (its `createContainer`
+//! The same checks run through the runc wrapper (its `createRuntime`
 //! fix-up refreshes the cache) and for a v1-labelled image (the
 //! `/usr/local/nvidia` layout): one decision and one writer serve every
 //! path (`hook::ldcache_write::in_process_entries`).
@@ -37,7 +37,7 @@ enum Image {
 enum Via {
     /// The prestart hook.
     Prestart,
-    /// The runc wrapper's `createContainer` fix-up.
+    /// The runc wrapper's `createRuntime` fix-up.
     Wrapper,
 }
 

@@ -8,7 +8,7 @@
 //!   default: the cache written in-process);
 //! - **hook+ldconfig**: the hook with `linker-cache = "ldconfig"`;
 //! - **wrapper**: `runc run` through the runc wrapper (no hook; the wrapper
-//!   writes the plan into the spec, its `createContainer` fix-up refreshes
+//!   writes the plan into the spec, its `createRuntime` fix-up refreshes
 //!   the cache).
 //!
 //! Measured per run: wall time (`Output::elapsed`) and the CPU time (user +

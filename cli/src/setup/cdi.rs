@@ -453,6 +453,7 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
             && all.capabilities.contains(rules::Capability::Compute))
         .then(|| inv.driver_version.clone()),
         dev_links: Vec::new(),
+        enter: false,
         debug: false,
     };
     if let Some(entry) = hook::runtime::hook_entry(&fixups, &opts.hook_path, &opts.hook_env) {

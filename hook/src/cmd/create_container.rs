@@ -3,9 +3,14 @@
 //! what a spec cannot do: symlinks in the image, `/proc/driver/nvidia`
 //! masking, the graphics application profile and the linker cache.
 //!
-//! The runtime runs it already inside the container's mount namespace,
-//! before `pivot_root`, with the container's root at the bundle's
-//! `root.path` (crun: the state's `root`). Everything to do is on the
+//! As a `createContainer` entry (the CDI spec's), the runtime runs it
+//! already inside the container's mount namespace, before `pivot_root`, with
+//! the container's root at the bundle's `root.path` (crun: the state's
+//! `root`). With `--enter` (the runc wrapper's `createRuntime` entry) the
+//! runtime runs it in its own namespaces, and it enters the container's
+//! through the state's `pid` as the prestart hook does
+//! (`hook::apply::apply_in_place`, or the forked `hook::apply::apply_within`
+//! followed by `ldconfig` when the cache needs the image's files scanned). Everything to do is on the
 //! command line (`hook::runtime::fixups`), so no inventory, plan or
 //! environment of the container is read; the device nodes, cgroup rules and
 //! mounts are already the runtime's work. The steps are the prestart hook's
@@ -23,9 +28,10 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
-use hook::apply::{self, caps, root::ContainerRoot};
+use hook::apply::{self, caps, root::ContainerRoot, Target};
 use hook::config::HookConfig;
 use hook::container::Bundle;
+use hook::deadline::Deadline;
 use hook::runtime::fixups::Fixups;
 use hook::state::State;
 use hook::{ldcache_write, ldconfig};
@@ -47,6 +53,7 @@ pub struct CreateContainerArgs {
 /// Runs the subcommand: see the module docs.
 pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<()> {
     let mut clock = super::prestart::Clock::start();
+    let deadline = Deadline::from(clock.start);
     let fixups = Fixups::parse(&args.fixups)?;
     let state = State::read(std::io::stdin().lock())?;
     if fixups.is_empty() {
@@ -61,9 +68,41 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     super::prestart::init_logging(cfg.debug_log.as_deref(), level);
     let bundle = Bundle::load(&state)?;
     caps::keep(caps::Step::Hook)?;
-    let plan = fixups.to_plan();
+    let mut plan = fixups.to_plan();
     let root = ContainerRoot::open(&bundle.rootfs)?;
+    let dirs = cache_dirs(&root, &fixups);
+    let entries = ldcache_write::in_process_entries(cfg.linker_cache, &dirs, &fixups.ld_cache);
     clock.lap("read");
+    if fixups.enter {
+        // Run by the runtime from its own namespaces (`createRuntime`):
+        // enter the container's, as the prestart hook does.
+        drop(root);
+        let pid = state.require_pid()?;
+        let target = Target {
+            pid,
+            rootfs: bundle.rootfs.clone(),
+        };
+        let limit = deadline.limit("applying the GPU plan", apply::APPLY_TIMEOUT)?;
+        match entries {
+            Some(entries) => {
+                // The last step: this process enters the container itself.
+                plan.ld_cache = entries;
+                apply::apply_in_place(&cfg.paths, &target, &plan, limit)?;
+                clock.lap("apply");
+            }
+            None => {
+                plan.ld_cache = Vec::new();
+                apply::apply_within(&cfg.paths, &target, &plan, limit)?;
+                clock.lap("apply");
+                let limit = deadline.limit("the linker cache", ldconfig::TIMEOUT)?;
+                ldconfig::refresh_within(&cfg.paths, pid, &bundle.rootfs, &dirs, limit)?;
+                clock.lap("linker-cache");
+            }
+        }
+        clock.total();
+        log::debug!("container {}: fix-ups done", state.id);
+        return Ok(());
+    }
     if !plan.symlinks.is_empty()
         || plan.proc_mask.is_some()
         || plan.app_profile.is_some()
@@ -72,28 +111,8 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
         let prepared = apply::Prepared::collect(&cfg.paths, &plan, false)?;
         apply::apply_in_root(&root, &plan, prepared)?;
     }
-    // A CDI spec lists every flavour's library directories: keep those
-    // this image has (ldconfig fails on a missing one).
-    let mut dirs: Vec<_> = plan
-        .ldconfig_dirs
-        .iter()
-        .filter(|d| match root.exists(d) {
-            Ok(found) => found,
-            Err(e) => {
-                log::debug!("linker cache directory {d}: {e}");
-                false
-            }
-        })
-        .cloned()
-        .collect();
-    if let Some(driver) = &fixups.cuda_compat_host_driver {
-        if let Some(dir) = compat_dir(&root, driver) {
-            dirs.retain(|d| *d != dir);
-            dirs.insert(0, dir);
-        }
-    }
     clock.lap("apply");
-    match ldcache_write::in_process_entries(cfg.linker_cache, &dirs, &fixups.ld_cache) {
+    match entries {
         // Already in the container's namespaces (user namespace included):
         // the cache written here is the container's file.
         Some(entries) if !entries.is_empty() => ldcache_write::update(&root, &entries)?,
@@ -114,6 +133,31 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     clock.total();
     log::debug!("container {}: fix-ups done", state.id);
     Ok(())
+}
+
+/// The directories for the linker cache: those of `fixups` the image has (a
+/// CDI spec lists every flavour's, and `ldconfig` fails on a missing one),
+/// with the image's compat directory first when it is to be used.
+fn cache_dirs(root: &ContainerRoot, fixups: &Fixups) -> Vec<rules::ContainerPath> {
+    let mut dirs: Vec<_> = fixups
+        .ldconfig_dirs
+        .iter()
+        .filter(|d| match root.exists(d) {
+            Ok(found) => found,
+            Err(e) => {
+                log::debug!("linker cache directory {d}: {e}");
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    if let Some(driver) = &fixups.cuda_compat_host_driver {
+        if let Some(dir) = compat_dir(root, driver) {
+            dirs.retain(|d| *d != dir);
+            dirs.insert(0, dir);
+        }
+    }
+    dirs
 }
 
 /// The image's compat directory when its library is to be used with the

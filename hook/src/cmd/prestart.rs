@@ -132,7 +132,7 @@ pub fn run(config: Option<&Path>, args: &PrestartArgs) -> anyhow::Result<()> {
 /// Step durations, logged at debug level as `timing: <step> <µs> us` (the
 /// benchmark reads them from the debug log).
 pub(crate) struct Clock {
-    start: std::time::Instant,
+    pub(crate) start: std::time::Instant,
     last: std::time::Instant,
 }
 

@@ -4,7 +4,8 @@
 //! A spec can give a container device nodes, cgroup rules, bind mounts and
 //! environment; it cannot make symlinks inside the image, refresh the
 //! image's linker cache, or mask `/proc/driver/nvidia`. The runc wrapper and
-//! the CDI generator therefore add one `createContainer` hook whose
+//! the CDI generator therefore add one hook entry (`createRuntime` with
+//! `--enter` in a wrapped spec, `createContainer` in a CDI spec) whose
 //! arguments say exactly what to do ([`Fixups::to_args`]); the hook parses
 //! them back ([`Fixups::parse`]) and needs neither the inventory nor the
 //! container's environment. The same strings are written by both renderers,
@@ -32,7 +33,12 @@
 //!   `enable-cuda-compat --host-driver-version`). The runc wrapper decides
 //!   this in its plan and does not write it.
 //! - `--dev-link <node>::<link>`: the link `<link> -> ../<node>` to a device
-//!   node (`/dev/dri/by-path`).
+//!   node (`/dev/dri/by-path`);
+//! - `--enter`: the entry runs in the runtime's namespaces (the runc
+//!   wrapper's `createRuntime` entry), so the step first enters the
+//!   container's, found through the state's `pid`, as the prestart hook
+//!   does. Without it the step runs where a `createContainer` entry runs: in
+//!   the container's mount namespace already (the CDI spec's entries).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -75,7 +81,7 @@ pub enum FixupArgError {
     #[error("--cuda-compat-host-driver {0:?}: expected a driver version such as 535.104.05")]
     HostDriver(String),
     /// A flag this mode does not know.
-    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --ld-cache, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --debug)")]
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --ld-cache, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --enter, --debug)")]
     Unknown(String),
     /// A flag given without its value.
     #[error("{0} needs a value")]
@@ -99,6 +105,9 @@ pub struct Fixups {
     pub cuda_compat_host_driver: Option<Version>,
     /// Links to device nodes.
     pub dev_links: Vec<DevLink>,
+    /// `--enter`: run from the runtime's namespaces, entering the
+    /// container's first.
+    pub enter: bool,
     /// `--debug` was given.
     pub debug: bool,
 }
@@ -114,6 +123,7 @@ impl Fixups {
             app_profile: plan.app_profile.clone(),
             cuda_compat_host_driver: None,
             dev_links: plan.dev_links.clone(),
+            enter: false,
             debug: false,
         }
     }
@@ -133,6 +143,9 @@ impl Fixups {
     /// path, directories in plan order), so equal fix-ups give equal bytes.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
+        if self.enter {
+            args.push("--enter".to_owned());
+        }
         let mut links: Vec<&Symlink> = self.symlinks.iter().collect();
         links.sort();
         for l in links {
@@ -233,6 +246,7 @@ impl Fixups {
                         Some(Version::parse(&v).map_err(|_| FixupArgError::HostDriver(v))?);
                 }
                 "--dev-link" => f.dev_links.push(parse_dev_link(&value(flag)?)?),
+                "--enter" => f.enter = true,
                 "--debug" => f.debug = true,
                 other => return Err(FixupArgError::Unknown(other.to_owned())),
             }
@@ -388,12 +402,13 @@ mod tests {
                 link: p("/dev/dri/by-path/pci-0000:07:00.0-card"),
                 node: FileName::new("card1").unwrap(),
             }],
+            enter: true,
             debug: true,
         };
         let args = f.to_args();
         assert_eq!(
-            args[0..2],
-            ["--link", "libcuda.so.1::/usr/lib/x/libcuda.so"]
+            args[0..3],
+            ["--enter", "--link", "libcuda.so.1::/usr/lib/x/libcuda.so"]
         );
         assert_eq!(Fixups::parse(&args).unwrap(), f);
         assert!(Fixups::parse::<&str>(&[]).unwrap().is_empty());

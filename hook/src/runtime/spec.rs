@@ -11,8 +11,12 @@
 //!   `rprivate` and the plan's flags (`ro`, `nosuid`, `nodev`, `noexec`);
 //!   a mount on the same destination is replaced (CDI's rule).
 //! - `process.env`: the plan's additions, replacing the same name.
-//! - `hooks.createContainer`: one entry for the hook's `create-container`
-//!   mode ([`HookEntry`]), when there is something a spec cannot do.
+//! - `hooks.createRuntime`: one entry for the hook's `create-container
+//!   --enter` mode ([`HookEntry`]), when there is something a spec cannot
+//!   do. Why not `createContainer`, where CDI puts it: runc runs those from
+//!   the container's init process, a Go program limited to one thread, and
+//!   an exec from there cost 1.5 ms more per start than the same exec from
+//!   `createRuntime` (median of 100 same-run rounds, `docs/start-cost.md`).
 //! - `annotations`: [`ANNOTATION_PLAN`] = [`PLAN_APPLIED`], which tells a
 //!   prestart hook registered as well (`docker run --gpus`) that the
 //!   container already has its GPUs.
@@ -26,7 +30,7 @@ pub const ANNOTATION_PLAN: &str = "nvidia-docker.plan";
 /// Its value.
 pub const PLAN_APPLIED: &str = "applied";
 
-/// Seconds a `createContainer` hook entry may run.
+/// Seconds a hook entry may run.
 pub const HOOK_TIMEOUT: u32 = 30;
 
 /// A spec that cannot hold the edits.
@@ -114,7 +118,7 @@ pub fn mount_json(m: &rules::MountOp) -> Value {
 }
 
 /// Writes `plan` into `spec` (see the module docs); `hook` is the
-/// `createContainer` entry, `None` when the plan needs none.
+/// `createRuntime` entry, `None` when the plan needs none.
 pub fn apply_plan(
     spec: &mut Value,
     plan: &Plan,
@@ -180,7 +184,7 @@ pub fn apply_plan(
 
     if let Some(hook) = hook {
         let hooks = object(root, "hooks", "hooks")?;
-        array(hooks, "createContainer", "hooks.createContainer")?.push(hook.to_json());
+        array(hooks, "createRuntime", "hooks.createRuntime")?.push(hook.to_json());
     }
 
     object(root, "annotations", "annotations")?.insert(
