@@ -261,34 +261,74 @@ fn wrapper_sealed_ldconfig_debian() {
 /// Issue 13, finding 3: in a user-namespaced container the cache is written
 /// by the container's root, whichever way it is updated (the sealed
 /// `ldconfig` used to run as the host's root: the file showed as the
-/// overflow id).
-fn user_namespace(linker_cache: &str) {
+/// overflow id), by the prestart hook and by the runc wrapper's fix-up
+/// (a `createRuntime` hook that enters the container's user and mount
+/// namespaces itself).
+fn user_namespace(linker_cache: &str, via: Via) {
     require!(Prereq::Runc, Prereq::CgroupV1);
     let host = SimHost::synthetic(2).unwrap();
     host.write_config(&format!(
         "[nvidia-container-cli]\nlinker-cache = {linker_cache:?}\n"
     ))
     .unwrap();
-    let bundle = Bundle::builder(Variant::Debian)
+    let mut builder = Bundle::builder(Variant::Debian)
         .sh("stat -c 'cache %u:%g' /etc/ld.so.cache; ldconfig -p | grep -c 'libcuda.so.1 '")
         .env("NVIDIA_VISIBLE_DEVICES", "0")
-        .hook(HookStage::Prestart, &host.prestart_hook().unwrap())
-        .user_namespace(100000)
-        .build()
-        .unwrap();
+        .user_namespace(100000);
+    if via == Via::Prestart {
+        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+    }
+    let bundle = builder.build().unwrap();
+    if via == Via::Wrapper {
+        // runc gives a user-namespaced container its device nodes by binding
+        // the host's node at the same path (`/dev/nvidiactl`), which the
+        // simulated host does not have (and must not get): the wrapper
+        // writes the spec (with /bin/true as the real runtime), its nodes
+        // are dropped, and real runc runs the rest, fix-up included.
+        let mut wrap = e2e::process::command(crate::config_common::wrapper_binary().unwrap());
+        wrap.envs(crate::config_common::wrapper_env(&host).unwrap())
+            .env("NVIDIA_DOCKER_RUNTIMES", "/bin/true")
+            .args(["create", "--bundle"])
+            .arg(bundle.path())
+            .arg("userns");
+        e2e::process::run_timeout(&mut wrap, std::time::Duration::from_secs(30))
+            .unwrap()
+            .assert_success();
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&fs::read(bundle.config_path()).unwrap()).unwrap();
+        assert_eq!(spec["hooks"]["createRuntime"][0]["args"][2], "--enter");
+        spec["linux"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|d| !d["path"].as_str().unwrap_or("").starts_with("/dev/nvidia"));
+        fs::write(bundle.config_path(), spec.to_string()).unwrap();
+    }
     let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
     out.assert_success();
-    assert_eq!(out.stdout, "cache 0:0\n1\n", "{linker_cache}\n{out}");
+    assert_eq!(
+        out.stdout, "cache 0:0\n1\n",
+        "{linker_cache} {via:?}\n{out}"
+    );
 }
 
 #[test]
 fn user_namespace_in_process() {
-    user_namespace("hook");
+    user_namespace("hook", Via::Prestart);
 }
 
 #[test]
 fn user_namespace_sealed_ldconfig() {
-    user_namespace("ldconfig");
+    user_namespace("ldconfig", Via::Prestart);
+}
+
+#[test]
+fn user_namespace_wrapper_in_process() {
+    user_namespace("hook", Via::Wrapper);
+}
+
+#[test]
+fn user_namespace_wrapper_sealed_ldconfig() {
+    user_namespace("ldconfig", Via::Wrapper);
 }
 
 /// Issue 13, finding 4: with the sealed `ldconfig`, an image whose
