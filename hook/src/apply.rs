@@ -204,9 +204,10 @@ pub fn apply_within(
 /// [`enter_and_apply`] in the calling process itself, with `timeout` as an
 /// [`Alarm`](crate::sys::process::Alarm): no fork, for a caller whose last
 /// step this is (it ends in the container's namespaces with reduced
-/// capabilities, so nothing on the host can follow). Forking costs the hook
-/// about a tenth of its CPU time per start (page tables copied, pages
-/// copied on write in both processes, a second exit): `docs/start-cost.md`.
+/// capabilities, so nothing on the host can follow). Forking cost the hook
+/// 0.1 to 0.5 ms of CPU per start in same-run measurements (page tables
+/// copied, pages copied on write in both processes, a second exit):
+/// `docs/start-cost.md`.
 /// The caller must be single-threaded. A step still running at `timeout`
 /// prints its one line and ends the process by `SIGALRM`.
 pub fn apply_in_place(

@@ -523,8 +523,8 @@ fn read_image_cache(root: &ContainerRoot) -> (RawCache, Vec<u8>) {
 /// whose files only `ldconfig` scans). Entries outside `dirs` are dropped
 /// (a CDI spec lists every flavour's directories; the caller keeps those
 /// the image has). The one decision for every path that refreshes a
-/// container's cache: the prestart hook, the `createContainer` fix-up of
-/// the runc wrapper and of CDI specs.
+/// container's cache: the prestart hook, and the fix-up of the runc wrapper
+/// (`createRuntime`) and of CDI specs (`createContainer`).
 pub fn in_process_entries(
     mode: LinkerCache,
     dirs: &[ContainerPath],

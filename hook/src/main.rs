@@ -40,7 +40,8 @@ enum Command {
     Inventory(cmd::inventory::InventoryArgs),
     /// Apply the GPU plan to the container whose state is on stdin.
     Prestart(cmd::prestart::PrestartArgs),
-    /// Finish a container whose spec already has its GPUs (OCI createContainer).
+    /// Finish a container whose spec already has its GPUs (OCI createContainer,
+    /// or createRuntime with --enter).
     CreateContainer(cmd::create_container::CreateContainerArgs),
     /// Show what a container would get, and why, touching nothing.
     Explain(cmd::explain::ExplainArgs),

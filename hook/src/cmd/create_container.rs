@@ -36,7 +36,8 @@ use hook::runtime::fixups::Fixups;
 use hook::state::State;
 use hook::{ldcache_write, ldconfig};
 
-/// Finish a container whose spec already has its GPUs (OCI createContainer).
+/// Finish a container whose spec already has its GPUs (OCI createContainer,
+/// or createRuntime with --enter).
 #[derive(Debug, Args)]
 pub struct CreateContainerArgs {
     /// What to do, as the runc wrapper or the CDI spec wrote it: --link

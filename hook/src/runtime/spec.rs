@@ -17,6 +17,8 @@
 //!   the container's init process, a Go program limited to one thread, and
 //!   an exec from there cost 1.5 ms more per start than the same exec from
 //!   `createRuntime` (median of 100 same-run rounds, `docs/start-cost.md`).
+//!   runc and crun run `createRuntime` entries at the same point as
+//!   `prestart` ones: after the container's mounts, before `pivot_root`.
 //! - `annotations`: [`ANNOTATION_PLAN`] = [`PLAN_APPLIED`], which tells a
 //!   prestart hook registered as well (`docker run --gpus`) that the
 //!   container already has its GPUs.
