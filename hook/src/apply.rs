@@ -73,6 +73,9 @@ pub enum ApplyError {
     /// The container's namespaces could not be opened or joined.
     #[error("cannot enter the container's namespaces")]
     Namespace(#[source] NsError),
+    /// The deadline of [`apply_in_place`] could not be set.
+    #[error("cannot set the deadline for applying the GPU plan")]
+    Deadline(#[source] crate::sys::process::ProcessError),
     /// A host file could not be opened.
     #[error("cannot open the host's {path:?}")]
     HostOpen {
@@ -220,7 +223,7 @@ pub fn apply_in_place(
         timeout,
         format!("nvidia-docker-hook: applying the GPU plan ran past {timeout:?} and was stopped\n"),
     )
-    .map_err(|e| ApplyError::Child(ChildError::Failed(e.to_string())))?;
+    .map_err(ApplyError::Deadline)?;
     enter_and_apply(paths, target, plan)
 }
 

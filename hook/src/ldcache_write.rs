@@ -464,10 +464,9 @@ pub fn to_bytes(
     out
 }
 
-/// Reads the image's cache through `root`: `None` (with a debug line) when
-/// it is absent, not a regular file, too large, unreadable or malformed.
-/// The image's cache, parsed, and its bytes (empty when it could not be
-/// read).
+/// Reads the image's cache through `root`: the cache parsed and its bytes,
+/// or an empty cache and no bytes (with a debug line) when it is absent,
+/// not a regular file, too large, unreadable or malformed.
 fn read_image_cache(root: &ContainerRoot) -> (RawCache, Vec<u8>) {
     let path = ContainerPath::new(CACHE_PATH).unwrap_or_else(|_| ContainerPath::root());
     let fd = match root.resolve(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK) {

@@ -10,18 +10,19 @@
 //! runtime runs it in its own namespaces, and it enters the container's
 //! through the state's `pid` as the prestart hook does
 //! (`hook::apply::apply_in_place`, or the forked `hook::apply::apply_within`
-//! followed by `ldconfig` when the cache needs the image's files scanned). Everything to do is on the
-//! command line (`hook::runtime::fixups`), so no inventory, plan or
-//! environment of the container is read; the device nodes, cgroup rules and
-//! mounts are already the runtime's work. The steps are the prestart hook's
-//! own (`hook::apply::apply_in_root` on a held root descriptor; the linker
-//! cache decided by `hook::ldcache_write::in_process_entries` and written by
+//! followed by `ldconfig` when the cache needs the image's files scanned).
+//! Everything to do is on the command line (`hook::runtime::fixups`), so no
+//! inventory, plan or environment of the container is read; the device
+//! nodes, cgroup rules and mounts are already the runtime's work. The steps
+//! are the prestart hook's own (`hook::apply::apply_in_root` on a held root
+//! descriptor; the linker cache decided by
+//! `hook::ldcache_write::in_process_entries` and written by
 //! `hook::ldcache_write::update` from the `--ld-cache` entries, or, for
 //! `linker-cache = "ldconfig"` and directories no entry covers,
-//! `hook::ldconfig::refresh` with the host's static `ldconfig`), minus the
-//! `setns`: this process is in the container's namespaces already, and the
-//! `ldconfig` child joins its own mount namespace, found through
-//! `/proc/self`.
+//! `hook::ldconfig::refresh` with the host's static `ldconfig`). Without
+//! `--enter` there is no `setns`: this process is in the container's
+//! namespaces already, and the `ldconfig` child joins its own mount
+//! namespace, found through `/proc/self`.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
