@@ -22,8 +22,9 @@
 //! system) of the whole `runc run` process tree, from `getrusage(
 //! RUSAGE_CHILDREN)` before and after (every process of the tree is reaped
 //! within it). Printed: total CPU of each variant and its ratio to the
-//! no-op's, median wall time and the median of the per-round wall
-//! differences. Nothing is asserted.
+//! no-op's, the median of the per-round CPU differences to the no-op,
+//! median wall time and the median of the per-round wall differences.
+//! Nothing is asserted.
 //!
 //! `cargo test -p e2e --test integration ldcache_bench -- --ignored --nocapture`
 //! (`E2E_BENCH_RUNS` rounds, default 40; `E2E_HOOK_BINARY` for release
@@ -133,15 +134,33 @@ fn linker_cache_bench_8_gpus() {
         "linker cache benchmark: 8 simulated GPUs, Debian rootfs, cgroup v1, /bin/true, {runs} rounds, same-run pairs"
     );
     println!(
-        "{:<14} {:>12} {:>9} {:>12} {:>10} {:>16}",
-        "variant", "CPU total ms", "CPU/no-op", "median wall", "wall/no-op", "median wall diff"
+        "{:<14} {:>12} {:>9} {:>15} {:>12} {:>10} {:>16}",
+        "variant",
+        "CPU total ms",
+        "CPU/no-op",
+        "median CPU diff",
+        "median wall",
+        "wall/no-op",
+        "median wall diff"
     );
+    // Per-round differences against the no-op of the same round: less
+    // moved by one slow round than the totals are.
+    let cpu_diff = |i: usize| {
+        median(
+            &cpu[i]
+                .iter()
+                .zip(&cpu[0])
+                .map(|(a, b)| a - b)
+                .collect::<Vec<_>>(),
+        )
+    };
     for (i, name) in names.iter().enumerate() {
         let diffs: Vec<f64> = wall[i].iter().zip(&wall[0]).map(|(a, b)| a - b).collect();
         println!(
-            "{name:<14} {:>12.1} {:>9.3} {:>12.2} {:>10.3} {:>16.2}",
+            "{name:<14} {:>12.1} {:>9.3} {:>15.2} {:>12.2} {:>10.3} {:>16.2}",
             total(i),
             total(i) / total(0),
+            cpu_diff(i),
             median(&wall[i]),
             median(&wall[i]) / median(&wall[0]),
             median(&diffs)
