@@ -15,10 +15,11 @@
 //! prestart hook does), the inventory snapshot
 //! loaded, `rules::plan` called (a refusal fails `create` with its line) and
 //! the plan written into the spec ([`spec::apply_plan`]): devices and their
-//! cgroup rules, driver mounts and environment are then the runtime's to
-//! apply (and re-apply: they survive `systemctl daemon-reload`, unlike
-//! device grants a hook adds), and one `createRuntime` hook entry runs
-//! `nvidia-docker-hook create-container --enter` for what a spec cannot do
+//! cgroup rules and environment are then the runtime's to apply (and
+//! re-apply: they survive `systemctl daemon-reload`, unlike device grants a
+//! hook adds), and one `createRuntime` hook entry runs `nvidia-docker-hook
+//! create-container --enter` for the driver's bind mounts (cheaper there
+//! than as spec mounts, see [`spec`]) and what a spec cannot do
 //! ([`fixups`]). The spec is replaced atomically (`config.json.tmp-<pid>`,
 //! then `rename`).
 //!
@@ -271,6 +272,7 @@ pub fn prepare(
     // start the cost of an exec from the container's init (`spec`).
     let fixups = Fixups {
         enter: true,
+        mounts: plan.mounts.clone(),
         ..Fixups::from_plan(&plan)
     };
     let entry = hook_entry(&fixups, &settings.hook_path, &settings.hook_env);

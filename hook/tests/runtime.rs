@@ -189,22 +189,8 @@ fn gpu_bundle_gets_devices_rules_mounts_hook_and_annotation() {
         assert_eq!(rule["major"], dev["major"]);
         assert_eq!(rule["minor"], dev["minor"]);
     }
-    // Driver mounts: the simulated driver root is part of the source.
-    let mounts = spec["mounts"].as_array().unwrap();
-    assert_eq!(mounts.len(), 1 + plan.mounts.len());
-    let libcuda = mounts
-        .iter()
-        .find(|m| m["destination"] == "/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05")
-        .expect("libcuda is mounted in the Debian library directory");
-    assert_eq!(libcuda["type"], "bind");
-    assert!(libcuda["source"]
-        .as_str()
-        .unwrap()
-        .starts_with(sim.layout.driver_root.to_str().unwrap()));
-    assert_eq!(
-        strings(&libcuda["options"]),
-        ["rbind", "rprivate", "ro", "nosuid", "nodev"]
-    );
+    // No driver mount in `mounts`: they are the createRuntime step's.
+    assert_eq!(spec["mounts"].as_array().unwrap().len(), 1);
     // One createRuntime entry (none at createContainer) with an explicit
     // environment and a timeout, whose arguments parse back into the plan's
     // fix-ups, entering the container first.
@@ -224,12 +210,25 @@ fn gpu_bundle_gets_devices_rules_mounts_hook_and_annotation() {
         fixups,
         Fixups {
             enter: true,
+            mounts: plan.mounts.clone(),
             ..Fixups::from_plan(&plan)
         }
     );
     assert!(args
         .iter()
         .any(|a| a == "libcuda.so.1::/usr/lib/x86_64-linux-gnu/libcuda.so"));
+    // Driver mounts: the simulated driver root is part of the source.
+    let libcuda = args
+        .iter()
+        .find(|a| a.ends_with("::/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05"))
+        .expect("libcuda is mounted in the Debian library directory");
+    assert_eq!(
+        libcuda.as_str(),
+        format!(
+            "file,ro,nosuid,nodev:{}/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05::/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05",
+            sim.layout.driver_root.display()
+        )
+    );
     assert_eq!(spec["annotations"][ANNOTATION_PLAN], PLAN_APPLIED);
     // Atomic: the mode is kept, no temporary file is left.
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
@@ -353,7 +352,7 @@ fn a_spec_of_the_wrong_shape_is_named() {
     let cfg = sim.config();
     let (dir, path) = bundle(&["NVIDIA_VISIBLE_DEVICES=all"]);
     let mut spec = read(&path);
-    spec["mounts"] = json!({"not": "a list"});
+    spec["hooks"] = json!(["not", "an object"]);
     std::fs::write(&path, spec.to_string()).unwrap();
     let err = runtime::prepare(dir.path(), &cfg.rules, &settings(), || {
         hook::inventory::discover(&cfg)
@@ -361,7 +360,7 @@ fn a_spec_of_the_wrong_shape_is_named() {
     .unwrap_err();
     let line = format!("{:#}", anyhow::Error::from(err));
     assert!(line.contains("config.json"), "{line}");
-    assert!(line.ends_with("mounts is not a JSON array"), "{line}");
+    assert!(line.ends_with("hooks is not a JSON object"), "{line}");
 }
 
 // ---------------------------------------------------------------------------

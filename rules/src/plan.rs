@@ -190,7 +190,7 @@ pub enum MountKind {
 }
 
 /// Bind mount flags, applied with a remount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MountFlags {
     /// `ro`.
     pub read_only: bool,

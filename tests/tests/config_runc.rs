@@ -1,8 +1,8 @@
 //! The runc wrapper (`nvidia-docker-runtime`) in front of the real runc,
 //! on a simulated 4-GPU host, with no prestart hook registered: the spec
-//! edits alone (devices, cgroup rules, driver mounts) plus the
-//! `createRuntime` fix-ups give the container its GPUs, under cgroup v1
-//! and v2; a bundle that asks for no GPU is left byte-identical.
+//! edits (devices, cgroup rules) plus the `createRuntime` step (driver
+//! mounts and fix-ups) give the container its GPUs, under cgroup v1 and
+//! v2; a bundle that asks for no GPU is left byte-identical.
 use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
 use e2e::{require, Bundle, CgroupVersion, Prereq, Variant};
 use serde_json::Value;
@@ -22,7 +22,8 @@ fn gpu_bundle(variant: Variant, cgroup: CgroupVersion, visible: &str, indexes: &
     out.assert_success();
     Inside::parse(&out.stdout).assert_gpus(&host, indexes, &out);
 
-    // The spec on disk carries the plan: nodes, exactly their rules, mounts.
+    // The spec on disk carries the plan: nodes, exactly their rules, and
+    // the step that mounts the driver files.
     let spec: Value =
         serde_json::from_slice(&std::fs::read(bundle.config_path()).unwrap()).unwrap();
     let nodes: Vec<(String, u64, u64)> = spec["linux"]["devices"]
@@ -56,11 +57,21 @@ fn gpu_bundle(variant: Variant, cgroup: CgroupVersion, visible: &str, indexes: &
         assert_eq!(rules[0]["access"], "rw");
         assert_eq!(rules[0]["allow"], true);
     }
-    assert!(spec["mounts"]
+    // The driver mounts are the createRuntime step's, not spec mounts.
+    assert!(!spec["mounts"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|m| m["destination"] == lib.as_str() && m["type"] == "bind"));
+        .any(|m| m["destination"] == lib.as_str()));
+    let args = spec["hooks"]["createRuntime"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(
+        args.iter().any(|a| a.as_str().is_some_and(
+            |a| a.starts_with("file,ro,nosuid,nodev:") && a.ends_with(&format!("::{lib}"))
+        )),
+        "{args:?}"
+    );
     assert_eq!(spec["annotations"]["nvidia-docker.plan"], "applied");
 }
 

@@ -453,6 +453,8 @@ pub fn generate(inv: &Inventory, cfg: &rules::Config, opts: &CdiOptions) -> Resu
             && all.capabilities.contains(rules::Capability::Compute))
         .then(|| inv.driver_version.clone()),
         dev_links: Vec::new(),
+        // The spec's own `mounts` carry them, as CDI wants.
+        mounts: Vec::new(),
         enter: false,
         debug: false,
     };

@@ -36,8 +36,9 @@ fn nvml_probe(argv: &[OsString]) -> Option<ExitCode> {
 const HELP: &str = "\
 nvidia-docker-runtime: runc with the host's NVIDIA GPUs. Called exactly like
 runc; on `create`/`run` of a container asking for GPUs (NVIDIA_VISIBLE_DEVICES,
-a v1 image label) it writes the devices, cgroup rules, driver mounts and one
-createRuntime hook into the bundle's config.json, then execs the real
+a v1 image label) it writes the devices, cgroup rules and one createRuntime
+hook (the driver mounts, links and linker cache) into the bundle's
+config.json, then execs the real
 runtime (NVIDIA_DOCKER_RUNTIMES, default runc:crun) with the same arguments.
 
 Exit status: the real runtime's, or when it does not run: 3 refused by the

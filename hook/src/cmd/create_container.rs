@@ -13,7 +13,9 @@
 //! followed by `ldconfig` when the cache needs the image's files scanned).
 //! Everything to do is on the command line (`hook::runtime::fixups`), so no
 //! inventory, plan or environment of the container is read; the device
-//! nodes, cgroup rules and mounts are already the runtime's work. The steps
+//! nodes and cgroup rules are already the runtime's work, and so are the
+//! mounts of a CDI spec (the runc wrapper's come as `--mount`, which needs
+//! `--enter`: their sources are host paths). The steps
 //! are the prestart hook's own (`hook::apply::apply_in_root` on a held root
 //! descriptor; the linker cache decided by
 //! `hook::ldcache_write::in_process_entries` and written by
@@ -44,7 +46,8 @@ pub struct CreateContainerArgs {
     /// What to do, as the runc wrapper or the CDI spec wrote it: --link
     /// TARGET::LINK, --ldconfig-dir DIR, --mask-proc [--proc-gpu BUS]
     /// [--mig-access PATH], --app-profile [--app-profile-minor N], --dev-link
-    /// NODE::LINK, --debug.
+    /// NODE::LINK, --mount KIND[,FLAG...]:SOURCE::DESTINATION (with --enter),
+    /// --enter, --debug.
     #[arg(num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
     pub fixups: Vec<String>,
     /// `-v` given to the binary (set by `main`, see `hook::about`).
@@ -137,19 +140,29 @@ pub fn run(config: Option<&Path>, args: &CreateContainerArgs) -> anyhow::Result<
     Ok(())
 }
 
-/// The directories for the linker cache: those of `fixups` the image has (a
-/// CDI spec lists every flavour's, and `ldconfig` fails on a missing one),
-/// with the image's compat directory first when it is to be used.
+/// The directories for the linker cache: those of `fixups` the image has or
+/// a `--mount` of this step makes (a CDI spec lists every flavour's, and
+/// `ldconfig` fails on a missing one), with the image's compat directory
+/// first when it is to be used.
 fn cache_dirs(root: &ContainerRoot, fixups: &Fixups) -> Vec<rules::ContainerPath> {
     let mut dirs: Vec<_> = fixups
         .ldconfig_dirs
         .iter()
-        .filter(|d| match root.exists(d) {
-            Ok(found) => found,
-            Err(e) => {
-                log::debug!("linker cache directory {d}: {e}");
-                false
-            }
+        .filter(|d| {
+            let mounted = fixups.mounts.iter().any(|m| {
+                m.destination
+                    .as_str()
+                    .strip_prefix(d.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+            mounted
+                || match root.exists(d) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        log::debug!("linker cache directory {d}: {e}");
+                        false
+                    }
+                }
         })
         .cloned()
         .collect();

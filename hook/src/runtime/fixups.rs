@@ -34,6 +34,13 @@
 //!   this in its plan and does not write it.
 //! - `--dev-link <node>::<link>`: the link `<link> -> ../<node>` to a device
 //!   node (`/dev/dri/by-path`);
+//! - `--mount <kind>[,<flag>...]:<source>::<destination>`: a bind mount of
+//!   the host file or directory `<source>` (`<kind>` `file` or `dir`, flags
+//!   `ro`, `nosuid`, `nodev`, `noexec`), made as the prestart hook makes
+//!   its mounts. Only the runc wrapper writes these (see
+//!   `hook::runtime::spec` for why), always with `--enter`: the sources
+//!   are host paths. A CDI spec keeps its mounts in its container edits, as
+//!   the CDI format wants;
 //! - `--enter`: the entry runs in the runtime's namespaces (the runc
 //!   wrapper's `createRuntime` entry), so the step first enters the
 //!   container's, found through the state's `pid`, as the prestart hook
@@ -44,8 +51,8 @@
 use std::collections::BTreeMap;
 
 use rules::{
-    AppProfile, ContainerPath, DevLink, ElfClass, FileName, LdCacheEntry, Machine, PciBusId, Plan,
-    ProcMask, Symlink, Version,
+    AppProfile, ContainerPath, DevLink, ElfClass, FileName, HostPath, LdCacheEntry, Machine,
+    MountFlags, MountKind, MountOp, PciBusId, Plan, ProcMask, Symlink, Version,
 };
 
 /// The hook subcommand the fix-ups run under.
@@ -77,11 +84,18 @@ pub enum FixupArgError {
     /// `--ld-cache` that is not `<machine>:<class>:<path>`.
     #[error("--ld-cache {0:?}: expected <machine>:<class>:<path>, such as x86_64:elf64:/usr/lib64/libcuda.so.1")]
     LdCache(String),
+    /// `--mount` that is not `<kind>[,<flag>...]:<source>::<destination>`.
+    #[error("--mount {0:?}: expected <kind>[,<flag>...]:<source>::<destination>, the kind file or dir, the flags ro, nosuid, nodev or noexec, both paths absolute and normalised")]
+    Mount(String),
     /// `--cuda-compat-host-driver` that is not a version.
     #[error("--cuda-compat-host-driver {0:?}: expected a driver version such as 535.104.05")]
     HostDriver(String),
+    /// `--mount` without `--enter`: the sources are host paths, which a
+    /// step already in the container's mount namespace cannot reach.
+    #[error("--mount needs --enter: the mount sources are host paths, reachable only from the runtime's namespaces (a createRuntime entry)")]
+    MountWithoutEnter,
     /// A flag this mode does not know.
-    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --ld-cache, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --enter, --debug)")]
+    #[error("unknown argument {0:?} (create-container accepts --link, --ldconfig-dir, --ld-cache, --mask-proc, --proc-gpu, --mig-access, --app-profile, --app-profile-minor, --cuda-compat-host-driver, --dev-link, --mount, --enter, --debug)")]
     Unknown(String),
     /// A flag given without its value.
     #[error("{0} needs a value")]
@@ -105,6 +119,8 @@ pub struct Fixups {
     pub cuda_compat_host_driver: Option<Version>,
     /// Links to device nodes.
     pub dev_links: Vec<DevLink>,
+    /// Bind mounts (the runc wrapper's; empty from [`Fixups::from_plan`]).
+    pub mounts: Vec<MountOp>,
     /// `--enter`: run from the runtime's namespaces, entering the
     /// container's first.
     pub enter: bool,
@@ -113,7 +129,8 @@ pub struct Fixups {
 }
 
 impl Fixups {
-    /// The fix-ups of `plan`.
+    /// The fix-ups of `plan`, its mounts left to the spec (a CDI spec's
+    /// container edits).
     pub fn from_plan(plan: &Plan) -> Fixups {
         Fixups {
             symlinks: plan.symlinks.clone(),
@@ -123,6 +140,7 @@ impl Fixups {
             app_profile: plan.app_profile.clone(),
             cuda_compat_host_driver: None,
             dev_links: plan.dev_links.clone(),
+            mounts: Vec::new(),
             enter: false,
             debug: false,
         }
@@ -137,6 +155,7 @@ impl Fixups {
             && self.app_profile.is_none()
             && self.cuda_compat_host_driver.is_none()
             && self.dev_links.is_empty()
+            && self.mounts.is_empty()
     }
 
     /// The arguments after the subcommand, in a fixed order (links by link
@@ -193,6 +212,20 @@ impl Fixups {
             args.push("--dev-link".to_owned());
             args.push(format!("{}::{}", l.node, l.link));
         }
+        for m in &self.mounts {
+            let mut options = vec![match m.kind {
+                MountKind::File => "file",
+                MountKind::Directory => "dir",
+            }];
+            options.extend(m.flags.options());
+            args.push("--mount".to_owned());
+            args.push(format!(
+                "{}:{}::{}",
+                options.join(","),
+                m.source,
+                m.destination
+            ));
+        }
         if self.debug {
             args.push("--debug".to_owned());
         }
@@ -246,6 +279,7 @@ impl Fixups {
                         Some(Version::parse(&v).map_err(|_| FixupArgError::HostDriver(v))?);
                 }
                 "--dev-link" => f.dev_links.push(parse_dev_link(&value(flag)?)?),
+                "--mount" => f.mounts.push(parse_mount(&value(flag)?)?),
                 "--enter" => f.enter = true,
                 "--debug" => f.debug = true,
                 other => return Err(FixupArgError::Unknown(other.to_owned())),
@@ -260,11 +294,14 @@ impl Fixups {
         if profile || !minors.is_empty() {
             f.app_profile = Some(AppProfile { minors });
         }
+        if !f.mounts.is_empty() && !f.enter {
+            return Err(FixupArgError::MountWithoutEnter);
+        }
         Ok(f)
     }
 
-    /// A plan holding only these fix-ups (no nodes, mounts or rules), for
-    /// `hook::apply::apply_in_root`.
+    /// A plan holding only these fix-ups and mounts (no nodes or rules),
+    /// for `hook::apply`.
     pub fn to_plan(&self) -> Plan {
         Plan {
             gpu_container: true,
@@ -275,7 +312,7 @@ impl Fixups {
             gpus: Vec::new(),
             device_nodes: Vec::new(),
             device_rules: Vec::new(),
-            mounts: Vec::new(),
+            mounts: self.mounts.clone(),
             symlinks: self.symlinks.clone(),
             ldconfig_dirs: self.ldconfig_dirs.clone(),
             env: BTreeMap::new(),
@@ -345,6 +382,37 @@ fn parse_dev_link(value: &str) -> Result<DevLink, FixupArgError> {
     })
 }
 
+fn parse_mount(value: &str) -> Result<MountOp, FixupArgError> {
+    let bad = || FixupArgError::Mount(value.to_owned());
+    let (options, paths) = value.split_once(':').ok_or_else(bad)?;
+    // Both paths are absolute: the separator is the first "::" followed by '/'.
+    let at = paths.find("::/").ok_or_else(bad)?;
+    let (source, destination) = (&paths[..at], &paths[at + 2..]);
+    let mut words = options.split(',');
+    let kind = match words.next() {
+        Some("file") => MountKind::File,
+        Some("dir") => MountKind::Directory,
+        _ => return Err(bad()),
+    };
+    let mut flags = MountFlags::default();
+    for w in words {
+        let flag = match w {
+            "ro" => &mut flags.read_only,
+            "nosuid" => &mut flags.nosuid,
+            "nodev" => &mut flags.nodev,
+            "noexec" => &mut flags.noexec,
+            _ => return Err(bad()),
+        };
+        *flag = true;
+    }
+    Ok(MountOp {
+        source: HostPath::new(source).map_err(|_| bad())?,
+        destination: ContainerPath::new(destination).map_err(|_| bad())?,
+        kind,
+        flags,
+    })
+}
+
 fn parse_link(value: &str) -> Result<Symlink, FixupArgError> {
     let bad = || FixupArgError::Link(value.to_owned());
     // The link is absolute, so the separator is the first "::" followed by '/'.
@@ -402,6 +470,20 @@ mod tests {
                 link: p("/dev/dri/by-path/pci-0000:07:00.0-card"),
                 node: FileName::new("card1").unwrap(),
             }],
+            mounts: vec![
+                MountOp {
+                    source: HostPath::new("/run/nvidia/driver/usr/lib/x/libcuda.so.535").unwrap(),
+                    destination: p("/usr/lib/x/libcuda.so.535"),
+                    kind: MountKind::File,
+                    flags: MountFlags::DRIVER,
+                },
+                MountOp {
+                    source: HostPath::new("/run/nvidia-persistenced").unwrap(),
+                    destination: p("/run/nvidia-persistenced"),
+                    kind: MountKind::Directory,
+                    flags: MountFlags::IPC,
+                },
+            ],
             enter: true,
             debug: true,
         };
@@ -410,7 +492,13 @@ mod tests {
             args[0..3],
             ["--enter", "--link", "libcuda.so.1::/usr/lib/x/libcuda.so"]
         );
+        assert!(args.windows(2).any(|w| w
+            == [
+                "--mount",
+                "file,ro,nosuid,nodev:/run/nvidia/driver/usr/lib/x/libcuda.so.535::/usr/lib/x/libcuda.so.535"
+            ]));
         assert_eq!(Fixups::parse(&args).unwrap(), f);
+        assert_eq!(f.to_plan().mounts, f.mounts);
         assert!(Fixups::parse::<&str>(&[]).unwrap().is_empty());
         let masked = Fixups::parse(&["--mask-proc"]).unwrap();
         assert_eq!(masked.proc_mask.unwrap().gpus, []);
@@ -434,6 +522,30 @@ mod tests {
         assert!(e(&["--ld-cache", "x86_64:elf64"]).starts_with("--ld-cache"));
         assert_eq!(e(&["--ldconfig-dir"]), "--ldconfig-dir needs a value");
         assert!(e(&["--bogus"]).starts_with("unknown argument \"--bogus\""));
+        for bad in [
+            "file,ro:/a",
+            "file,ro:/a::b",
+            "socket:/a::/b",
+            "file,rw:/a::/b",
+            "file:a::/b",
+            "file:/a/../b::/b",
+            "/a::/b",
+        ] {
+            assert!(
+                e(&["--mount", bad]).starts_with(&format!("--mount {bad:?}: expected <kind>")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            e(&["--mount", "dir:/a::/b"]),
+            "--mount needs --enter: the mount sources are host paths, reachable only from the runtime's namespaces (a createRuntime entry)"
+        );
+        assert!(Fixups::parse(&["--enter", "--mount", "dir:/a::/b"])
+            .unwrap()
+            .mounts[0]
+            .flags
+            .options()
+            .is_empty());
         assert_eq!(
             e(&["--cuda-compat-host-driver", "x"]),
             "--cuda-compat-host-driver \"x\": expected a driver version such as 535.104.05"
