@@ -11,10 +11,12 @@
 //!   and is left alone;
 //! - **hook+ldconfig**: the hook with `linker-cache = "ldconfig"`;
 //! - **wrapper**: `runc run` through the runc wrapper (no hook; the wrapper
-//!   writes the plan into the spec, its `createRuntime` fix-up refreshes
-//!   the cache).
+//!   writes the devices and cgroup rules into the spec, its
+//!   `createRuntime` step makes the driver mounts and writes the cache).
 //!
-//! Before each run but the "again" one, the image's own
+//! The order of the variants turns by one each round (a start pays part of
+//! the teardown of the container before it, so a fixed order would favour
+//! some variants). Before each run but the "again" one, the image's own
 //! `/etc/ld.so.cache` is written back (in place, outside the timing), so
 //! every other start is a first start that writes a new cache.
 //!
@@ -122,8 +124,12 @@ fn linker_cache_bench_8_gpus() {
     }
     let mut wall: [Vec<f64>; 5] = Default::default();
     let mut cpu: [Vec<f64>; 5] = Default::default();
-    for _ in 0..runs {
-        for i in 0..names.len() {
+    for round in 0..runs {
+        // Each round starts one variant later: a start pays part of the
+        // previous container's teardown, so a fixed order would favour the
+        // variant that always follows the cheapest one.
+        for k in 0..names.len() {
+            let i = (k + round) % names.len();
             let (w, c) = run(i);
             wall[i].push(w);
             cpu[i].push(c);
