@@ -6,7 +6,7 @@
 //! Needs the mock NVML: `cargo build -p mock-nvml -p fixtures` first.
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -141,6 +141,7 @@ fn gpu_bundle_gets_devices_rules_mounts_hook_and_annotation() {
     let sim = Sim::new(4);
     let cfg = sim.config();
     let (dir, path) = bundle(&["NVIDIA_VISIBLE_DEVICES=1,3"]);
+    let inode = std::fs::metadata(&path).unwrap().ino();
     let out = runtime::prepare(dir.path(), &cfg.rules, &settings(), || {
         hook::inventory::discover(&cfg)
     })
@@ -230,9 +231,10 @@ fn gpu_bundle_gets_devices_rules_mounts_hook_and_annotation() {
         )
     );
     assert_eq!(spec["annotations"][ANNOTATION_PLAN], PLAN_APPLIED);
-    // Atomic: the mode is kept, no temporary file is left.
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode, 0o600);
+    // In place: the same inode, its mode kept, no other file made.
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.ino(), inode);
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     let names: BTreeSet<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
