@@ -493,11 +493,8 @@ impl Runtime {
         }
     }
 
-    /// The runtime with `--root state`. crun 1.8 raises `RLIMIT_MEMLOCK` to
-    /// infinity before every program load and fails when it cannot (a host
-    /// without `CAP_SYS_RESOURCE`, like a sandbox): there the command runs
-    /// with a preloaded `setrlimit` that ignores that one refusal (kernels
-    /// from 5.11 do not use the limit for eBPF).
+    /// The runtime with `--root state`; crun with the preloaded `setrlimit`
+    /// of `fixtures::crun` where it needs one.
     fn command(self, state: &Path) -> Command {
         let mut cmd = Command::new(self.name());
         cmd.arg("--root").arg(state).stdin(Stdio::null());
@@ -517,50 +514,16 @@ impl Runtime {
     }
 }
 
-/// The `setrlimit` shim for crun (see [`Runtime::command`]), built once
-/// with gcc, or `None` when this process may raise `RLIMIT_MEMLOCK` itself.
+/// The `setrlimit` shim for crun (see [`Runtime::command`]), or `None` when
+/// this process may raise `RLIMIT_MEMLOCK` itself (`fixtures::crun`).
 fn memlock_shim() -> Option<&'static Path> {
     static SHIM: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     SHIM.get_or_init(|| {
-        use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
-        if setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY).is_ok() {
-            return None;
+        let so = fixtures::crun::memlock_shim().unwrap();
+        if let Some(so) = &so {
+            eprintln!("crun runs with {} (no CAP_SYS_RESOURCE here)", so.display());
         }
-        // Built under the target directory (reused, never left in /tmp).
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvd-memlock-shim");
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("shim.c");
-        std::fs::write(
-            &src,
-            r#"#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <sys/resource.h>
-int setrlimit(__rlimit_resource_t r, const struct rlimit *l) {
-    int (*real)(__rlimit_resource_t, const struct rlimit *) = dlsym(RTLD_NEXT, "setrlimit");
-    int ret = real(r, l);
-    if (ret < 0 && errno == EPERM && r == RLIMIT_MEMLOCK)
-        return 0;
-    return ret;
-}
-"#,
-        )
-        .unwrap();
-        let so = dir.join("shim.so");
-        let out = Command::new("gcc")
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&so)
-            .arg(&src)
-            .arg("-ldl")
-            .output()
-            .expect("gcc (scripts/install-deps installs it)");
-        assert!(
-            out.status.success(),
-            "gcc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("crun runs with {} (no CAP_SYS_RESOURCE here)", so.display());
-        Some(so)
+        so
     })
     .as_deref()
 }
