@@ -125,7 +125,7 @@ pub struct Bundle {
     /// [`rules::is_privileged`]).
     pub privileged: bool,
     /// The root file system, absolute (crun's state `root` when given, else
-    /// `root.path` joined to the bundle when relative, then cleaned
+    /// `root.path`; joined to the bundle when relative, then cleaned
     /// lexically as runc does: [`clean_path`]), as the runtime sees it: the
     /// path is the runtime's, never the image's.
     pub rootfs: PathBuf,
@@ -165,10 +165,11 @@ impl Bundle {
                 })
             })
             .collect();
-        let rootfs = match (&state.root, raw.root.and_then(|r| r.path)) {
-            (Some(root), _) => root.clone(),
-            (None, Some(p)) if p.is_absolute() => clean_path(&p),
-            (None, Some(p)) if !p.as_os_str().is_empty() => clean_path(&state.bundle.join(p)),
+        // crun's state `root` wins; it is the spec's `root.path` as written
+        // (crun 1.8: "rootfs", relative to the bundle like the spec's).
+        let rootfs = match state.root.clone().or(raw.root.and_then(|r| r.path)) {
+            Some(p) if p.is_absolute() => clean_path(&p),
+            Some(p) if !p.as_os_str().is_empty() => clean_path(&state.bundle.join(p)),
             _ => return Err(ContainerError::NoRoot { path: config_path }),
         };
         Ok(Bundle {
@@ -500,6 +501,17 @@ mod tests {
         let b = Bundle::load(&state).unwrap();
         assert_eq!(b.rootfs, PathBuf::from("/run/crun/merged"));
         assert!(b.privileged);
+    }
+
+    #[test]
+    fn a_relative_crun_root_is_the_bundles() {
+        // crun 1.8 passes the spec's root.path as written.
+        let (_d, state) = bundle(
+            r#"{"process":{"env":[]},"root":{"path":"other"}}"#,
+            r#","root":"rootfs/usr/..""#,
+        );
+        let b = Bundle::load(&state).unwrap();
+        assert_eq!(b.rootfs, state.bundle.join("rootfs"));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Our own narrow struct, not `oci_spec::runtime::State`: that one fails on
 //! a `status` outside the four the spec lists, and runtimes send others
 //! (crun's `paused`, future ones). Read: `pid`, `bundle` (or the pre-17.06
-//! Docker alias `bundlePath`), crun's non-standard `root` (the resolved
-//! rootfs), a lenient `status` and `annotations`; every other field is
+//! Docker alias `bundlePath`), crun's non-standard `root` (the spec's
+//! `root.path`), a lenient `status` and `annotations`; every other field is
 //! ignored.
 #![forbid(unsafe_code)]
 
@@ -74,7 +74,8 @@ pub struct State {
     pub pid: Option<i32>,
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// crun's resolved rootfs (`root`), when present.
+    /// crun's `root`, when present: the spec's `root.path` as written
+    /// (relative to the bundle when not absolute).
     pub root: Option<PathBuf>,
     /// The state's annotations (runc: the config's).
     pub annotations: BTreeMap<String, String>,

@@ -35,7 +35,7 @@ pub use fixtures::rootfs::Variant;
 pub use podman::{Podman, PodmanBuilder};
 pub use prereq::{require, require_all, Prereq};
 pub use process::Output;
-pub use runc::{runc_run, runc_run_timeout, CgroupVersion};
+pub use runc::{runc_run, runc_run_timeout, runtime_run_timeout, CgroupVersion, Runtime};
 
 /// `LABEL` changes for `docker import --change` making an image a v1
 /// nvidia-docker image: `com.nvidia.volumes.needed=nvidia_driver` and

@@ -19,6 +19,8 @@ pub enum Prereq {
     Root,
     /// `runc` on PATH, and root.
     Runc,
+    /// `crun` and `gcc` (for `fixtures::crun`'s shim) on PATH, and root.
+    Crun,
     /// `dockerd`, `docker` and `containerd` on PATH, and root.
     Dockerd,
     /// `podman` and `conmon`, and root.
@@ -39,6 +41,7 @@ impl fmt::Display for Prereq {
         match self {
             Prereq::Root => f.write_str("root"),
             Prereq::Runc => f.write_str("runc"),
+            Prereq::Crun => f.write_str("crun"),
             Prereq::Dockerd => f.write_str("dockerd"),
             Prereq::Podman => f.write_str("podman"),
             Prereq::Containerd => f.write_str("containerd"),
@@ -64,6 +67,10 @@ impl Prereq {
             Prereq::Runc => {
                 Prereq::Root.check()?;
                 tools(&["runc"], INSTALL)
+            }
+            Prereq::Crun => {
+                Prereq::Root.check()?;
+                tools(&["crun", "gcc"], INSTALL)
             }
             Prereq::Dockerd => {
                 Prereq::Root.check()?;

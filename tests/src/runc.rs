@@ -63,6 +63,38 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
         })
 }
 
+/// An OCI runtime the suites drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `runc`.
+    Runc,
+    /// `crun` (cgroup v2 only here: it refuses a hybrid layout's v1), with
+    /// `fixtures::crun`'s `setrlimit` shim preloaded where it needs one.
+    Crun,
+}
+
+impl Runtime {
+    /// The program name, looked up on `PATH`.
+    pub fn program(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Crun => "crun",
+        }
+    }
+
+    /// What the runtime's environment needs (crun: `LD_PRELOAD` of the
+    /// `setrlimit` shim where this machine cannot raise `RLIMIT_MEMLOCK`).
+    pub fn env(self) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(match self {
+            Runtime::Runc => Vec::new(),
+            Runtime::Crun => fixtures::crun::memlock_shim()?
+                .map(|so| ("LD_PRELOAD".to_owned(), so.to_string_lossy().into_owned()))
+                .into_iter()
+                .collect(),
+        })
+    }
+}
+
 /// A `runc` command line that runs under `cgroup`: plain `runc` for v1 (or
 /// on a pure v2 host), otherwise wrapped in `unshare -m` with the cgroup2
 /// hierarchy bind-mounted on `/sys/fs/cgroup`. `state_root` is runc's `--root`.
@@ -71,6 +103,17 @@ pub fn runc_command(
     state_root: &Path,
     args: &[&OsStr],
 ) -> anyhow::Result<Command> {
+    runtime_command(Runtime::Runc, cgroup, state_root, args)
+}
+
+/// The same for `runtime` (its [`Runtime::env`] set).
+pub fn runtime_command(
+    runtime: Runtime,
+    cgroup: CgroupVersion,
+    state_root: &Path,
+    args: &[&OsStr],
+) -> anyhow::Result<Command> {
+    let program = runtime.program();
     let v2 = cgroup2_mount();
     let mut cmd = match (cgroup, v2) {
         (CgroupVersion::V2, None) => anyhow::bail!("cgroup v2 is not mounted on this host"),
@@ -80,15 +123,16 @@ pub fn runc_command(
                 .arg(r#"mount --bind "$1" /sys/fs/cgroup && shift && exec "$@""#)
                 .arg("sh")
                 .arg(mount)
-                .arg("runc");
+                .arg(program);
             cmd
         }
         (CgroupVersion::V1, Some(mount)) if mount == Path::new("/sys/fs/cgroup") => {
-            anyhow::bail!("this host is cgroup v2 only: runc cannot use cgroup v1")
+            anyhow::bail!("this host is cgroup v2 only: {program} cannot use cgroup v1")
         }
-        _ => command("runc"),
+        _ => command(program),
     };
     cmd.arg("--root").arg(state_root).args(args);
+    cmd.envs(runtime.env()?);
     Ok(cmd)
 }
 
@@ -107,12 +151,23 @@ pub fn runc_run_timeout(
     cgroup: CgroupVersion,
     timeout: Duration,
 ) -> anyhow::Result<Output> {
+    runtime_run_timeout(Runtime::Runc, bundle, cgroup, timeout)
+}
+
+/// The same with `runtime`.
+pub fn runtime_run_timeout(
+    runtime: Runtime,
+    bundle: &Bundle,
+    cgroup: CgroupVersion,
+    timeout: Duration,
+) -> anyhow::Result<Output> {
     let state = tempfile::Builder::new()
         .prefix("e2e-runc-state-")
         .tempdir()
-        .context("cannot create a runc state directory")?;
+        .context("cannot create a runtime state directory")?;
     let id = unique_name("e2e");
-    let mut run = runc_command(
+    let mut run = runtime_command(
+        runtime,
         cgroup,
         state.path(),
         &[
@@ -123,14 +178,21 @@ pub fn runc_run_timeout(
         ],
     )?;
     let result = run_timeout(&mut run, timeout);
-    // Normally gone already (`runc run` deletes on exit); after a timeout this
+    // Normally gone already (`run` deletes on exit); after a timeout this
     // kills the container and removes its cgroup.
-    if let Ok(mut delete) = runc_command(
+    if let Ok(mut delete) = runtime_command(
+        runtime,
         cgroup,
         state.path(),
         &[OsStr::new("delete"), OsStr::new("--force"), OsStr::new(&id)],
     ) {
         let _ = run_timeout(&mut delete, Duration::from_secs(20));
     }
-    result.with_context(|| format!("runc run of {} ({cgroup:?})", bundle.path().display()))
+    result.with_context(|| {
+        format!(
+            "{} run of {} ({cgroup:?})",
+            runtime.program(),
+            bundle.path().display()
+        )
+    })
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use e2e::hook::{hook_binary, SimHost};
 use e2e::process::{run_timeout, unique_name, which};
-use e2e::runc::{runc_command, RUNC_TIMEOUT};
-use e2e::{Bundle, CgroupVersion, Output};
+use e2e::runc::{runc_command, runtime_command, RUNC_TIMEOUT};
+use e2e::{Bundle, CgroupVersion, Output, Runtime};
 
 /// The wrapper's file name.
 pub const WRAPPER_FILE: &str = "nvidia-docker-runtime";
@@ -88,13 +88,44 @@ pub fn wrapped_runc_run_with(
     bundle: &Bundle,
     cgroup: CgroupVersion,
 ) -> anyhow::Result<Output> {
+    wrapped_run_with(Runtime::Runc, host, host_env, bundle, cgroup)
+}
+
+/// `run` of `bundle` through the wrapper with `runtime` as the real one.
+pub fn wrapped_run(
+    runtime: Runtime,
+    host: &SimHost,
+    bundle: &Bundle,
+    cgroup: CgroupVersion,
+) -> anyhow::Result<Output> {
+    wrapped_run_with(runtime, host, host.env(), bundle, cgroup)
+}
+
+fn wrapped_run_with(
+    runtime: Runtime,
+    host: &SimHost,
+    host_env: Vec<(&'static str, String)>,
+    bundle: &Bundle,
+    cgroup: CgroupVersion,
+) -> anyhow::Result<Output> {
     let state = tempfile::Builder::new()
         .prefix("e2e-wrapped-state-")
         .tempdir()?;
     let bin = wrapper_as_runc(host.dir())?;
     let path = e2e::process::path_env(&[bin]);
-    let env = with_runc_and_hook(host_env)?;
+    let mut env = with_runc_and_hook(host_env)?;
+    if runtime != Runtime::Runc {
+        let real = which(runtime.program())
+            .with_context(|| format!("{} is not on PATH", runtime.program()))?;
+        env.retain(|(k, _)| k != "NVIDIA_DOCKER_RUNTIMES");
+        env.push((
+            "NVIDIA_DOCKER_RUNTIMES".into(),
+            real.to_string_lossy().into_owned(),
+        ));
+        env.extend(runtime.env()?);
+    }
     let id = unique_name("e2e");
+    // `runc` on PATH is the wrapper, which execs the real runtime.
     let mut run = runc_command(
         cgroup,
         state.path(),
@@ -107,14 +138,21 @@ pub fn wrapped_runc_run_with(
     )?;
     run.env("PATH", &path).envs(env.iter().map(|(k, v)| (k, v)));
     let result = run_timeout(&mut run, RUNC_TIMEOUT);
-    if let Ok(mut delete) = runc_command(
+    if let Ok(mut delete) = runtime_command(
+        runtime,
         cgroup,
         state.path(),
         &[OsStr::new("delete"), OsStr::new("--force"), OsStr::new(&id)],
     ) {
         let _ = run_timeout(&mut delete, Duration::from_secs(20));
     }
-    result.with_context(|| format!("wrapped runc run of {}", bundle.path().display()))
+    result.with_context(|| {
+        format!(
+            "wrapped {} run of {}",
+            runtime.program(),
+            bundle.path().display()
+        )
+    })
 }
 
 /// Environment variable naming the program run as `<program> setup ...`

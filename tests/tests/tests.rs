@@ -15,6 +15,7 @@ mod config_docker;
 mod config_podman;
 mod config_runc;
 mod cri_containerd;
+mod crun;
 mod docker;
 mod driver_drm;
 mod driver_extra;

@@ -1,0 +1,68 @@
+//! crun (Debian's 1.8) as the runtime, under cgroup v2 (crun refuses this
+//! machine's hybrid layout for v1), on a simulated 4-GPU host: the prestart
+//! hook, and the runc wrapper with crun as the real runtime, whose
+//! `createRuntime` step makes the driver mounts, links and linker cache.
+//! crun runs `createRuntime` entries at the point where it runs `prestart`
+//! ones (after the container's mounts, before `pivot_root`), and gives the
+//! hook its resolved root in the state's `root`; these suites show both
+//! give the container exactly its GPUs (nodes, ENXIO on open, the stand-in
+//! `nvidia-smi`, read-only libraries, `ldconfig -p`, `/proc`).
+use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
+use e2e::runc::RUNC_TIMEOUT;
+use e2e::{
+    require, runtime_run_timeout, Bundle, CgroupVersion, HookStage, Prereq, Runtime, Variant,
+};
+
+use crate::config_common::wrapped_run;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Prestart,
+    Wrapper,
+}
+
+fn run(via: Via, variant: Variant, visible: &str, indexes: &[usize]) {
+    require!(Prereq::Crun, Prereq::CgroupV2);
+    let host = SimHost::synthetic(4).unwrap();
+    // crun does not pass on a failing hook's stderr: its log says why.
+    host.enable_debug_log().unwrap();
+    let lib = format!("{}/{}", lib_dir(variant), host.libcuda());
+    let mut builder = Bundle::builder(variant)
+        .sh(&inside_script(&lib))
+        .env("NVIDIA_VISIBLE_DEVICES", visible);
+    if via == Via::Prestart {
+        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+    }
+    let bundle = builder.build().unwrap();
+    let out = match via {
+        Via::Prestart => {
+            runtime_run_timeout(Runtime::Crun, &bundle, CgroupVersion::V2, RUNC_TIMEOUT).unwrap()
+        }
+        Via::Wrapper => wrapped_run(Runtime::Crun, &host, &bundle, CgroupVersion::V2).unwrap(),
+    };
+    if !out.status.success() {
+        let log = std::fs::read_to_string(host.debug_log()).unwrap_or_default();
+        panic!("{out}\nthe hook's log:\n{log}");
+    }
+    Inside::parse(&out.stdout).assert_gpus(&host, indexes, &out);
+}
+
+#[test]
+fn prestart_all_debian() {
+    run(Via::Prestart, Variant::Debian, "all", &[0, 1, 2, 3]);
+}
+
+#[test]
+fn prestart_index_lib64() {
+    run(Via::Prestart, Variant::Lib64, "1", &[1]);
+}
+
+#[test]
+fn wrapper_all_debian() {
+    run(Via::Wrapper, Variant::Debian, "all", &[0, 1, 2, 3]);
+}
+
+#[test]
+fn wrapper_two_lib64() {
+    run(Via::Wrapper, Variant::Lib64, "3,0", &[0, 3]);
+}
