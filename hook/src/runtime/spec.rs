@@ -12,9 +12,9 @@
 //!   and what a spec cannot do. Why the mounts are not `mounts` entries:
 //!   runc 1.1 spends about 2.4 ms of CPU and 2 ms of wall time on the 24
 //!   driver bind mounts of an 8-GPU plan (each resolved, bound, remounted
-//!   for its flags and made private, from Go), where the hook makes the
-//!   same mounts in a few hundred microseconds, with the same in-root
-//!   resolution as in prestart mode (`docs/start-cost.md`). The device
+//!   for its flags and made private, from Go), while the step makes them
+//!   with the prestart hook's code: a clone, an attribute change and a
+//!   move each, into the root it holds (`docs/start-cost.md`). The device
 //!   nodes and cgroup rules stay in the spec: they are what the runtime,
 //!   and systemd after a `daemon-reload`, must know. Why not
 //!   `createContainer`, where CDI puts its entry: runc runs those from
