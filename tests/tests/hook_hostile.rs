@@ -1,4 +1,5 @@
-//! The hook against hostile images (runc, cgroup v1): image-controlled
+//! The hook against hostile images (runc, cgroup v1), as a prestart hook
+//! and as the runc wrapper's `createRuntime` step: image-controlled
 //! symlinks at every place the hook writes (`/dev`, the library directory,
 //! `/usr/bin`, `/usr/local/nvidia`, `/proc/driver`, `/etc/ld.so.conf.d`,
 //! `/etc/ld.so.cache`, parents of each; links to `/`, to `..`, to
@@ -13,6 +14,18 @@ use std::path::{Path, PathBuf};
 use e2e::hook::{host_mounts_mentioning, SimHost};
 use e2e::{require, runc_run, Bundle, BundleBuilder, CgroupVersion, HookStage, Prereq, Variant};
 use serde_json::Value;
+
+use crate::config_common::wrapped_runc_run;
+
+/// How the hook is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Registered as a prestart hook.
+    Prestart,
+    /// The runc wrapper (no hook registered): the devices in the spec, the
+    /// mounts, links and cache made by its `createRuntime` step.
+    Wrapper,
+}
 
 /// Host files an escaping hook would touch.
 struct Sentinels {
@@ -107,11 +120,13 @@ fn without_mount(destination: &'static str) -> impl Fn(BundleBuilder) -> BundleB
     }
 }
 
-fn run_case(host: &SimHost, sentinels: &Sentinels, case: &Case<'_>) -> Outcome {
-    let builder = Bundle::builder(Variant::Debian)
+fn run_case(host: &SimHost, sentinels: &Sentinels, case: &Case<'_>, via: Via) -> Outcome {
+    let mut builder = Bundle::builder(Variant::Debian)
         .sh("echo started")
-        .env("NVIDIA_VISIBLE_DEVICES", "all")
-        .hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+        .env("NVIDIA_VISIBLE_DEVICES", "all");
+    if via == Via::Prestart {
+        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
+    }
     let builder = (case.config)(builder);
     let bundle = builder.build().unwrap();
     (case.image)(&bundle.rootfs(), sentinels.path());
@@ -122,7 +137,10 @@ fn run_case(host: &SimHost, sentinels: &Sentinels, case: &Case<'_>) -> Outcome {
         host_mounts_mentioning(&bundle_dir),
         host_mounts_mentioning(&sentinels.path().to_string_lossy()),
     );
-    let out = runc_run(&bundle, CgroupVersion::V1).unwrap();
+    let out = match via {
+        Via::Prestart => runc_run(&bundle, CgroupVersion::V1).unwrap(),
+        Via::Wrapper => wrapped_runc_run(host, &bundle, CgroupVersion::V1).unwrap(),
+    };
     let mounts_after = (
         host_mounts_mentioning("nvidia"),
         host_mounts_mentioning(&bundle_dir),
@@ -151,16 +169,23 @@ fn run_case(host: &SimHost, sentinels: &Sentinels, case: &Case<'_>) -> Outcome {
         Outcome::Started
     } else {
         // runc: `... error running hook #0: error running hook: exit status
-        // N, stdout: , stderr: <the hook's one line>`.
+        // N, stdout: , stderr: <the hook's one line>`; or the wrapper's own
+        // line, before runc runs.
         let line = out
             .stderr
             .lines()
-            .find_map(|l| l.split_once("stderr: ").map(|(_, r)| r.trim()))
+            .find_map(|l| {
+                l.split_once("stderr: ")
+                    .map(|(_, r)| r.trim())
+                    .or_else(|| l.starts_with("nvidia-docker-runtime: ").then_some(l))
+            })
             .map(|r| r.trim_end_matches('"').trim_end_matches("\\n").to_owned())
             .unwrap_or_default();
         assert!(
-            line.starts_with("nvidia-docker-hook: ") && !line.contains('\n'),
-            "{}: not a clear refusal from the hook\n{out}",
+            (line.starts_with("nvidia-docker-hook: ")
+                || (via == Via::Wrapper && line.starts_with("nvidia-docker-runtime: ")))
+                && !line.contains('\n'),
+            "{} ({via:?}): not a clear refusal from the hook\n{out}",
             case.name
         );
         Outcome::Refused(line)
@@ -190,6 +215,15 @@ fn evil_so(dir: &Path, sentinel: &Path) -> PathBuf {
 
 #[test]
 fn hostile_images_cannot_reach_the_host() {
+    hostile_images(Via::Prestart);
+}
+
+#[test]
+fn hostile_images_cannot_reach_the_host_through_the_wrapper() {
+    hostile_images(Via::Wrapper);
+}
+
+fn hostile_images(via: Via) {
     require!(Prereq::Runc, Prereq::CgroupV1, Prereq::Tool("gcc"));
     let host = SimHost::synthetic(2).unwrap();
     let sentinels = Sentinels::new();
@@ -352,8 +386,8 @@ fn hostile_images_cannot_reach_the_host() {
     ];
     let mut report = Vec::new();
     for case in &cases {
-        let outcome = run_case(&host, &sentinels, case);
-        eprintln!("{:<60} {outcome:?}", case.name);
+        let outcome = run_case(&host, &sentinels, case, via);
+        eprintln!("{:<60} {via:?} {outcome:?}", case.name);
         report.push((case.name, outcome));
     }
     assert!(
@@ -371,7 +405,10 @@ fn hostile_images_cannot_reach_the_host() {
         ]
         .contains(name)
         {
-            assert!(matches!(outcome, Outcome::Started), "{name}: {outcome:?}");
+            assert!(
+                matches!(outcome, Outcome::Started),
+                "{name} ({via:?}): {outcome:?}"
+            );
         }
     }
 }
@@ -397,6 +434,6 @@ fn root_path_through_a_link_then_dotdot_stays_in_the_runtimes_root() {
         }),
         absent_inside: &[],
     };
-    let outcome = run_case(&host, &sentinels, &case);
+    let outcome = run_case(&host, &sentinels, &case, Via::Prestart);
     assert!(matches!(outcome, Outcome::Started), "{outcome:?}");
 }
