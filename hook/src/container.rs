@@ -245,6 +245,15 @@ impl Bundle {
             .unwrap_or_default())
     }
 
+    /// The whole `config.json` as a JSON value (the bytes read by
+    /// [`Bundle::load`], not read again), for edits that keep every field.
+    pub fn value(&self) -> Result<serde_json::Value, ContainerError> {
+        serde_json::from_slice(&self.bytes).map_err(|source| ContainerError::Json {
+            path: self.config_path.clone(),
+            source,
+        })
+    }
+
     /// The whole `config.json` as an OCI runtime spec.
     pub fn spec(&self) -> Result<Spec, ContainerError> {
         serde_json::from_slice(&self.bytes).map_err(|source| ContainerError::Json {

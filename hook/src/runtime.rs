@@ -96,8 +96,8 @@ pub enum RuntimeError {
     /// The container's request was refused (the rules' line).
     #[error(transparent)]
     Refused(#[from] Refusal),
-    /// The spec's JSON could not be read as a value.
-    #[error("cannot read {} as JSON", path.display())]
+    /// The edited spec could not be serialised.
+    #[error("cannot write {} as JSON", path.display())]
     SpecJson {
         /// `config.json`.
         path: PathBuf,
@@ -255,17 +255,7 @@ pub fn prepare(
     drop(root);
     let inv = inventory().map_err(RuntimeError::Inventory)?;
     let plan = rules::plan(&inv, &request, rules_cfg)?;
-    let bytes = std::fs::read(&bundle.config_path).map_err(|source| {
-        RuntimeError::Container(ContainerError::Read {
-            path: bundle.config_path.clone(),
-            source,
-        })
-    })?;
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|source| RuntimeError::SpecJson {
-            path: bundle.config_path.clone(),
-            source,
-        })?;
+    let mut value = bundle.value()?;
     // Run by runc itself, not by its init process (`createRuntime`): the
     // step enters the container as the prestart hook does, and saves the
     // start the cost of an exec from the container's init (`spec`).
