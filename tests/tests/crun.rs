@@ -10,7 +10,8 @@
 use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
 use e2e::runc::RUNC_TIMEOUT;
 use e2e::{
-    require, runtime_run_timeout, Bundle, CgroupVersion, HookStage, Prereq, Runtime, Variant,
+    require, runtime_run_timeout, Bundle, BundleBuilder, CgroupVersion, HookStage, Output, Prereq,
+    Runtime, Variant,
 };
 
 use crate::config_common::wrapped_run;
@@ -21,25 +22,35 @@ enum Via {
     Wrapper,
 }
 
+/// `builder` with the prestart hook registered when `via` says so.
+fn registered(via: Via, host: &SimHost, builder: BundleBuilder) -> BundleBuilder {
+    match via {
+        Via::Prestart => builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap()),
+        Via::Wrapper => builder,
+    }
+}
+
+/// `crun run` of `bundle` under cgroup v2, through the wrapper or not.
+fn start(via: Via, host: &SimHost, bundle: &Bundle) -> Output {
+    match via {
+        Via::Prestart => {
+            runtime_run_timeout(Runtime::Crun, bundle, CgroupVersion::V2, RUNC_TIMEOUT).unwrap()
+        }
+        Via::Wrapper => wrapped_run(Runtime::Crun, host, bundle, CgroupVersion::V2).unwrap(),
+    }
+}
+
 fn run(via: Via, variant: Variant, visible: &str, indexes: &[usize]) {
     require!(Prereq::Crun, Prereq::CgroupV2);
     let host = SimHost::synthetic(4).unwrap();
     // crun does not pass on a failing hook's stderr: its log says why.
     host.enable_debug_log().unwrap();
     let lib = format!("{}/{}", lib_dir(variant), host.libcuda());
-    let mut builder = Bundle::builder(variant)
+    let builder = Bundle::builder(variant)
         .sh(&inside_script(&lib))
         .env("NVIDIA_VISIBLE_DEVICES", visible);
-    if via == Via::Prestart {
-        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
-    }
-    let bundle = builder.build().unwrap();
-    let out = match via {
-        Via::Prestart => {
-            runtime_run_timeout(Runtime::Crun, &bundle, CgroupVersion::V2, RUNC_TIMEOUT).unwrap()
-        }
-        Via::Wrapper => wrapped_run(Runtime::Crun, &host, &bundle, CgroupVersion::V2).unwrap(),
-    };
+    let bundle = registered(via, &host, builder).build().unwrap();
+    let out = start(via, &host, &bundle);
     if !out.status.success() {
         let log = std::fs::read_to_string(host.debug_log()).unwrap_or_default();
         panic!("{out}\nthe hook's log:\n{log}");
@@ -65,4 +76,31 @@ fn wrapper_all_debian() {
 #[test]
 fn wrapper_two_lib64() {
     run(Via::Wrapper, Variant::Lib64, "3,0", &[0, 3]);
+}
+
+/// The device program crun attaches, with the hook's rules added (prestart)
+/// or built by crun from the spec's rules (wrapper): the selected GPU's node
+/// opens with ENXIO (allowed, no driver), a node of an unselected GPU,
+/// created by the bundle without a rule, fails with EPERM (denied).
+#[test]
+fn rules_allow_only_the_selection() {
+    require!(Prereq::Crun, Prereq::CgroupV2);
+    for via in [Via::Prestart, Via::Wrapper] {
+        let host = SimHost::synthetic(4).unwrap();
+        let sel = host.desc.gpus[2].minor;
+        let other = host.desc.gpus[0].minor;
+        let builder = Bundle::builder(Variant::Debian)
+            .sh(&format!(
+                "cat /dev/nvidia{sel} 2>&1 | sed 's/.*: /sel /'; cat /dev/nvidia{other}-x 2>&1 | sed 's/.*: /other /'"
+            ))
+            .env("NVIDIA_VISIBLE_DEVICES", "2")
+            .char_device(&format!("/dev/nvidia{other}-x"), 195, i64::from(other));
+        let bundle = registered(via, &host, builder).build().unwrap();
+        let out = start(via, &host, &bundle);
+        out.assert_success();
+        assert_eq!(
+            out.stdout, "sel No such device or address\nother Operation not permitted\n",
+            "{via:?}\n{out}"
+        );
+    }
 }
