@@ -3,10 +3,11 @@
 //! hook, and the runc wrapper with crun as the real runtime, whose
 //! `createRuntime` step makes the driver mounts, links and linker cache.
 //! crun runs `createRuntime` entries at the point where it runs `prestart`
-//! ones (after the container's mounts, before `pivot_root`), and gives the
-//! hook its resolved root in the state's `root`; these suites show both
-//! give the container exactly its GPUs (nodes, ENXIO on open, the stand-in
-//! `nvidia-smi`, read-only libraries, `ldconfig -p`, `/proc`).
+//! ones (after the container's mounts, before `pivot_root`), and puts the
+//! spec's `root.path` as written (`rootfs`, relative to the bundle) in the
+//! state's `root`. These suites show both ways give the container exactly
+//! its GPUs (nodes, ENXIO on open and EPERM for an unselected GPU's node,
+//! the stand-in `nvidia-smi`, read-only libraries, `ldconfig -p`, `/proc`).
 use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
 use e2e::runc::RUNC_TIMEOUT;
 use e2e::{
