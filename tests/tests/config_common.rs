@@ -46,26 +46,30 @@ pub fn wrapper_as_runc(dir: &Path) -> anyhow::Result<PathBuf> {
 /// The wrapper's environment on `host`: the simulated host's variables,
 /// the real runc and the built hook.
 pub fn wrapper_env(host: &SimHost) -> anyhow::Result<Vec<(String, String)>> {
-    with_runc_and_hook(host.env())
+    with_runtime_and_hook(Runtime::Runc, host.env())
 }
 
-/// `host_env` plus the real runc and the built hook, as the wrapper reads
-/// them.
-fn with_runc_and_hook(
+/// `host_env` plus the real `runtime` (absolute, with what its environment
+/// needs) and the built hook, as the wrapper reads them.
+fn with_runtime_and_hook(
+    runtime: Runtime,
     host_env: Vec<(&'static str, String)>,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    let real = which(runtime.program())
+        .with_context(|| format!("{} is not on PATH", runtime.program()))?;
     let mut env: Vec<(String, String)> = host_env
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     env.push((
         "NVIDIA_DOCKER_RUNTIMES".into(),
-        real_runc()?.to_string_lossy().into_owned(),
+        real.to_string_lossy().into_owned(),
     ));
     env.push((
         "NVIDIA_DOCKER_HOOK".into(),
         hook_binary()?.to_string_lossy().into_owned(),
     ));
+    env.extend(runtime.env()?);
     Ok(env)
 }
 
@@ -113,17 +117,7 @@ fn wrapped_run_with(
         .tempdir()?;
     let bin = wrapper_as_runc(host.dir())?;
     let path = e2e::process::path_env(&[bin]);
-    let mut env = with_runc_and_hook(host_env)?;
-    if runtime != Runtime::Runc {
-        let real = which(runtime.program())
-            .with_context(|| format!("{} is not on PATH", runtime.program()))?;
-        env.retain(|(k, _)| k != "NVIDIA_DOCKER_RUNTIMES");
-        env.push((
-            "NVIDIA_DOCKER_RUNTIMES".into(),
-            real.to_string_lossy().into_owned(),
-        ));
-        env.extend(runtime.env()?);
-    }
+    let env = with_runtime_and_hook(runtime, host_env)?;
     let id = unique_name("e2e");
     // `runc` on PATH is the wrapper, which execs the real runtime.
     let mut run = runc_command(
