@@ -12,7 +12,7 @@ use fixtures::driver_root::{generate, Layout, Options};
 use fixtures::host_desc::HostDescription;
 use serde_json::Value;
 
-use crate::bundle::Hook;
+use crate::bundle::{BundleBuilder, Hook};
 use crate::Variant;
 
 /// The hook binary's file name.
@@ -234,6 +234,26 @@ impl SimHost {
             .filter_map(|&i| fixtures::driver_root::kernel_bus_id(&self.desc.gpus[i].pci.bus_id))
             .collect()
     }
+}
+
+/// What the container of [`selection_probe`] prints when exactly the
+/// selected GPU is allowed.
+pub const SELECTION_ONLY: &str = "sel No such device or address\nother Operation not permitted\n";
+
+/// A Debian bundle asking for GPU `selected` of `host` whose container
+/// opens that GPU's node and a node of GPU `other` that the bundle itself
+/// creates without an allow rule (`/dev/nvidia<minor>-x`), printing
+/// `sel <error>` and `other <error>`: ENXIO is allowed (no driver), EPERM
+/// denied. Register a hook (or not) before building.
+pub fn selection_probe(host: &SimHost, selected: usize, other: usize) -> BundleBuilder {
+    let sel = host.desc.gpus[selected].minor;
+    let other = host.desc.gpus[other].minor;
+    crate::Bundle::builder(Variant::Debian)
+        .sh(&format!(
+            "cat /dev/nvidia{sel} 2>&1 | sed 's/.*: /sel /'; cat /dev/nvidia{other}-x 2>&1 | sed 's/.*: /other /'"
+        ))
+        .env("NVIDIA_VISIBLE_DEVICES", &selected.to_string())
+        .char_device(&format!("/dev/nvidia{other}-x"), 195, i64::from(other))
 }
 
 /// A shell script (busybox) printing what a container has of its GPUs,

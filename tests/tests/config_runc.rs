@@ -3,7 +3,7 @@
 //! edits (devices, cgroup rules) plus the `createRuntime` step (driver
 //! mounts and fix-ups) give the container its GPUs, under cgroup v1 and
 //! v2; a bundle that asks for no GPU is left byte-identical.
-use e2e::hook::{inside_script, lib_dir, Inside, SimHost};
+use e2e::hook::{inside_script, lib_dir, selection_probe, Inside, SimHost};
 use e2e::{require, Bundle, CgroupVersion, Prereq, Variant};
 use serde_json::Value;
 
@@ -122,16 +122,7 @@ fn wrapped_rules_allow_only_the_selection() {
             continue;
         }
         let host = SimHost::synthetic(4).unwrap();
-        let sel = host.desc.gpus[2].minor;
-        let other = host.desc.gpus[0].minor;
-        let bundle = Bundle::builder(Variant::Debian)
-            .sh(&format!(
-                "cat /dev/nvidia{sel} 2>&1 | sed 's/.*: /sel /'; cat /dev/nvidia{other}-x 2>&1 | sed 's/.*: /other /'"
-            ))
-            .env("NVIDIA_VISIBLE_DEVICES", "2")
-            .char_device(&format!("/dev/nvidia{other}-x"), 195, i64::from(other))
-            .build()
-            .unwrap();
+        let bundle = selection_probe(&host, 2, 0).build().unwrap();
         let out = wrapped_runc_run(&host, &bundle, cgroup).unwrap();
         out.assert_success();
         assert!(
