@@ -9,7 +9,7 @@ use anyhow::Context;
 use e2e::hook::{hook_binary, SimHost};
 use e2e::process::{run_timeout, unique_name, which};
 use e2e::runc::{runc_command, runtime_command, RUNC_TIMEOUT};
-use e2e::{Bundle, CgroupVersion, Output, Runtime};
+use e2e::{runtime_run_timeout, Bundle, BundleBuilder, CgroupVersion, HookStage, Output, Runtime};
 
 /// The wrapper's file name.
 pub const WRAPPER_FILE: &str = "nvidia-docker-runtime";
@@ -71,6 +71,41 @@ fn with_runtime_and_hook(
     ));
     env.extend(runtime.env()?);
     Ok(env)
+}
+
+/// How a test container gets its GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The hook, registered as a prestart hook.
+    Prestart,
+    /// The runc wrapper, no hook registered: devices and rules in the spec,
+    /// mounts, links and linker cache made by its `createRuntime` step.
+    Wrapper,
+}
+
+impl Via {
+    /// `builder` with `host`'s prestart hook registered, for [`Via::Prestart`].
+    pub fn register(self, host: &SimHost, builder: BundleBuilder) -> BundleBuilder {
+        match self {
+            Via::Prestart => builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap()),
+            Via::Wrapper => builder,
+        }
+    }
+
+    /// `run` of `bundle` by `runtime` under `cgroup`: directly, or through
+    /// the wrapper with `runtime` as the real one.
+    pub fn run(
+        self,
+        runtime: Runtime,
+        host: &SimHost,
+        bundle: &Bundle,
+        cgroup: CgroupVersion,
+    ) -> anyhow::Result<Output> {
+        match self {
+            Via::Prestart => runtime_run_timeout(runtime, bundle, cgroup, RUNC_TIMEOUT),
+            Via::Wrapper => wrapped_run(runtime, host, bundle, cgroup),
+        }
+    }
 }
 
 /// `runc run` of `bundle` under `cgroup`, through the wrapper (`runc` on

@@ -9,36 +9,14 @@
 //! its GPUs (nodes, ENXIO on open and EPERM for an unselected GPU's node,
 //! the stand-in `nvidia-smi`, read-only libraries, `ldconfig -p`, `/proc`).
 use e2e::hook::{inside_script, lib_dir, selection_probe, Inside, SimHost, SELECTION_ONLY};
-use e2e::runc::RUNC_TIMEOUT;
-use e2e::{
-    require, runtime_run_timeout, Bundle, BundleBuilder, CgroupVersion, HookStage, Output, Prereq,
-    Runtime, Variant,
-};
+use e2e::{require, Bundle, CgroupVersion, Output, Prereq, Runtime, Variant};
 
-use crate::config_common::wrapped_run;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    Prestart,
-    Wrapper,
-}
-
-/// `builder` with the prestart hook registered when `via` says so.
-fn registered(via: Via, host: &SimHost, builder: BundleBuilder) -> BundleBuilder {
-    match via {
-        Via::Prestart => builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap()),
-        Via::Wrapper => builder,
-    }
-}
+use crate::config_common::Via;
 
 /// `crun run` of `bundle` under cgroup v2, through the wrapper or not.
 fn start(via: Via, host: &SimHost, bundle: &Bundle) -> Output {
-    match via {
-        Via::Prestart => {
-            runtime_run_timeout(Runtime::Crun, bundle, CgroupVersion::V2, RUNC_TIMEOUT).unwrap()
-        }
-        Via::Wrapper => wrapped_run(Runtime::Crun, host, bundle, CgroupVersion::V2).unwrap(),
-    }
+    via.run(Runtime::Crun, host, bundle, CgroupVersion::V2)
+        .unwrap()
 }
 
 fn run(via: Via, variant: Variant, visible: &str, indexes: &[usize]) {
@@ -50,7 +28,7 @@ fn run(via: Via, variant: Variant, visible: &str, indexes: &[usize]) {
     let builder = Bundle::builder(variant)
         .sh(&inside_script(&lib))
         .env("NVIDIA_VISIBLE_DEVICES", visible);
-    let bundle = registered(via, &host, builder).build().unwrap();
+    let bundle = via.register(&host, builder).build().unwrap();
     let out = start(via, &host, &bundle);
     if !out.status.success() {
         let log = std::fs::read_to_string(host.debug_log()).unwrap_or_default();
@@ -89,7 +67,7 @@ fn rules_allow_only_the_selection() {
     for via in [Via::Prestart, Via::Wrapper] {
         let host = SimHost::synthetic(4).unwrap();
         let builder = selection_probe(&host, 2, 0);
-        let bundle = registered(via, &host, builder).build().unwrap();
+        let bundle = via.register(&host, builder).build().unwrap();
         let out = start(via, &host, &bundle);
         out.assert_success();
         assert_eq!(out.stdout, SELECTION_ONLY, "{via:?}\n{out}");

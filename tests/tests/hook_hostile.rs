@@ -12,20 +12,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use e2e::hook::{host_mounts_mentioning, SimHost};
-use e2e::{require, runc_run, Bundle, BundleBuilder, CgroupVersion, HookStage, Prereq, Variant};
+use e2e::{require, Bundle, BundleBuilder, CgroupVersion, Prereq, Runtime, Variant};
 use serde_json::Value;
 
-use crate::config_common::wrapped_runc_run;
-
-/// How the hook is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    /// Registered as a prestart hook.
-    Prestart,
-    /// The runc wrapper (no hook registered): the devices in the spec, the
-    /// mounts, links and cache made by its `createRuntime` step.
-    Wrapper,
-}
+use crate::config_common::Via;
 
 /// Host files an escaping hook would touch.
 struct Sentinels {
@@ -121,13 +111,10 @@ fn without_mount(destination: &'static str) -> impl Fn(BundleBuilder) -> BundleB
 }
 
 fn run_case(host: &SimHost, sentinels: &Sentinels, case: &Case<'_>, via: Via) -> Outcome {
-    let mut builder = Bundle::builder(Variant::Debian)
+    let builder = Bundle::builder(Variant::Debian)
         .sh("echo started")
         .env("NVIDIA_VISIBLE_DEVICES", "all");
-    if via == Via::Prestart {
-        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
-    }
-    let builder = (case.config)(builder);
+    let builder = (case.config)(via.register(host, builder));
     let bundle = builder.build().unwrap();
     (case.image)(&bundle.rootfs(), sentinels.path());
     let files_before = sentinels.snapshot();
@@ -137,10 +124,9 @@ fn run_case(host: &SimHost, sentinels: &Sentinels, case: &Case<'_>, via: Via) ->
         host_mounts_mentioning(&bundle_dir),
         host_mounts_mentioning(&sentinels.path().to_string_lossy()),
     );
-    let out = match via {
-        Via::Prestart => runc_run(&bundle, CgroupVersion::V1).unwrap(),
-        Via::Wrapper => wrapped_runc_run(host, &bundle, CgroupVersion::V1).unwrap(),
-    };
+    let out = via
+        .run(Runtime::Runc, host, &bundle, CgroupVersion::V1)
+        .unwrap();
     let mounts_after = (
         host_mounts_mentioning("nvidia"),
         host_mounts_mentioning(&bundle_dir),

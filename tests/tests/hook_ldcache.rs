@@ -18,9 +18,9 @@ use std::path::Path;
 use std::process::Command;
 
 use e2e::hook::SimHost;
-use e2e::{require, runc_run, Bundle, CgroupVersion, HookStage, Prereq, Variant};
+use e2e::{require, runc_run, Bundle, CgroupVersion, HookStage, Prereq, Runtime, Variant};
 
-use crate::config_common::wrapped_runc_run;
+use crate::config_common::Via;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Image {
@@ -30,15 +30,6 @@ enum Image {
     /// `com.nvidia.volumes.needed=nvidia_driver`: `/usr/local/nvidia/lib64`
     /// in the cache too.
     V1Volume(Variant),
-}
-
-/// Who refreshes the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    /// The prestart hook.
-    Prestart,
-    /// The runc wrapper's `createRuntime` fix-up.
-    Wrapper,
 }
 
 /// Each `ldconfig -p` line with its path resolved in the container: on a
@@ -132,15 +123,11 @@ fn check_via(image: Image, linker_cache: &str, via: Via) {
     if let Image::V1Volume(_) = image {
         builder = builder.annotation("com.nvidia.volumes.needed", "nvidia_driver");
     }
-    if via == Via::Prestart {
-        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
-    }
-    let bundle = builder.build().unwrap();
+    let bundle = via.register(&host, builder).build().unwrap();
     prepare(image, &bundle.rootfs());
-    let out = match via {
-        Via::Prestart => runc_run(&bundle, CgroupVersion::V1).unwrap(),
-        Via::Wrapper => wrapped_runc_run(&host, &bundle, CgroupVersion::V1).unwrap(),
-    };
+    let out = via
+        .run(Runtime::Runc, &host, &bundle, CgroupVersion::V1)
+        .unwrap();
     out.assert_success();
     let log = fs::read_to_string(host.debug_log()).unwrap_or_default();
     let ran_ldconfig = log.contains("running the host's ldconfig");
@@ -271,14 +258,11 @@ fn user_namespace(linker_cache: &str, via: Via) {
         "[nvidia-container-cli]\nlinker-cache = {linker_cache:?}\n"
     ))
     .unwrap();
-    let mut builder = Bundle::builder(Variant::Debian)
+    let builder = Bundle::builder(Variant::Debian)
         .sh("stat -c 'cache %u:%g' /etc/ld.so.cache; ldconfig -p | grep -c 'libcuda.so.1 '")
         .env("NVIDIA_VISIBLE_DEVICES", "0")
         .user_namespace(100000);
-    if via == Via::Prestart {
-        builder = builder.hook(HookStage::Prestart, &host.prestart_hook().unwrap());
-    }
-    let bundle = builder.build().unwrap();
+    let bundle = via.register(&host, builder).build().unwrap();
     if via == Via::Wrapper {
         // runc gives a user-namespaced container its device nodes by binding
         // the host's node at the same path (`/dev/nvidiactl`), which the
