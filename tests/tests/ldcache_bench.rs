@@ -13,10 +13,13 @@
 //! - **wrapper**: `runc run` through the runc wrapper (no hook; the wrapper
 //!   writes the devices and cgroup rules into the spec, its
 //!   `createRuntime` step makes the driver mounts and writes the cache).
+//!   The bundle's original spec is written back before each run, as an
+//!   engine writes a new bundle for each container: a spec the wrapper
+//!   already rewrote would be passed through without planning.
 //!
-//! The order of the variants turns by one each round (a start pays part of
-//! the teardown of the container before it, so a fixed order would favour
-//! some variants). Before each run but the "again" one, the image's own
+//! The order of the variants is shuffled each round
+//! ([`e2e::stats::round_order`]): a start pays part of the teardown of the
+//! container before it, so no variant may always follow the same one. Before each run but the "again" one, the image's own
 //! `/etc/ld.so.cache` is written back (in place, outside the timing), so
 //! every other start is a first start that writes a new cache.
 //!
@@ -34,7 +37,7 @@
 use std::time::Duration;
 
 use e2e::hook::SimHost;
-use e2e::stats::{median, ms};
+use e2e::stats::{median, ms, round_order};
 use e2e::{require, runc_run, Bundle, CgroupVersion, Hook, HookStage, Output, Prereq, Variant};
 
 use crate::config_common::wrapped_runc_run;
@@ -100,6 +103,8 @@ fn linker_cache_bench_8_gpus() {
     let image_cache = std::fs::read(cache(&plain)).unwrap();
     // The image's cache back in place: the same inode, rewritten.
     let fresh = |b: &Bundle| std::fs::write(cache(b), &image_cache).unwrap();
+    let spec = plain.path().join("config.json");
+    let plain_spec = std::fs::read(&spec).unwrap();
     let names = ["no-op", "hook", "hook, again", "hook+ldconfig", "wrapper"];
     let run = |i: usize| match i {
         0 => measure(|| runc_run(&no_op, CgroupVersion::V1)),
@@ -114,6 +119,7 @@ fn linker_cache_bench_8_gpus() {
         }
         _ => {
             fresh(&plain);
+            std::fs::write(&spec, &plain_spec).unwrap();
             measure(|| wrapped_runc_run(&in_process, &plain, CgroupVersion::V1))
         }
     };
@@ -125,11 +131,7 @@ fn linker_cache_bench_8_gpus() {
     let mut wall: [Vec<f64>; 5] = Default::default();
     let mut cpu: [Vec<f64>; 5] = Default::default();
     for round in 0..runs {
-        // Each round starts one variant later: a start pays part of the
-        // previous container's teardown, so a fixed order would favour the
-        // variant that always follows the cheapest one.
-        for k in 0..names.len() {
-            let i = (k + round) % names.len();
+        for i in round_order(names.len(), round) {
             let (w, c) = run(i);
             wall[i].push(w);
             cpu[i].push(c);
