@@ -8,8 +8,8 @@
 //! the plan creates) where glibc's `ldconfig` would sort them, keeps every
 //! entry of the image as it was (key, value, flags, `osversion`, `hwcap`,
 //! and the `glibc-hwcaps` subdirectory names those entries index), and
-//! writes the result under a temporary name in the root's `/etc`, renamed
-//! over `ld.so.cache` on the held directory descriptor.
+//! writes the result under a temporary name in the root's `/etc`, put in
+//! place of `ld.so.cache` on the held directory descriptor ([`replace`]).
 //!
 //! The layout written is glibc's new format (`glibc-ld.so.cache1.1`),
 //! preceded by the old `ld.so-1.7.0` table when the image's cache had one;
@@ -22,6 +22,7 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
@@ -600,10 +601,7 @@ pub fn update(root: &ContainerRoot, added: &[LdCacheEntry]) -> Result<(), LdCach
             source: e,
         }));
     }
-    if let Err(e) = fs::renameat(&dir, &tmp, "ld.so.cache") {
-        let _ = fs::unlinkat(&dir, &tmp, false);
-        return Err(err(e));
-    }
+    replace(&dir, &tmp, "ld.so.cache").map_err(err)?;
     log::debug!(
         "linker cache: {} image entries, {} added ({} bytes)",
         image.entries.len(),
@@ -611,6 +609,35 @@ pub fn update(root: &ContainerRoot, added: &[LdCacheEntry]) -> Result<(), LdCach
         bytes.len()
     );
     Ok(())
+}
+
+/// Puts the written file `tmp` in place of `name` in `dir` atomically (a
+/// reader sees the old cache or the new one, never a part) and removes the
+/// old one; `tmp` is gone afterwards, whatever the outcome. Where `name`
+/// is a regular file or a symlink the two names are exchanged, then the old
+/// file (now `tmp`) unlinked: a `rename` over an existing file makes ext4
+/// start writing the new file back at once, about 0.1 ms of a start
+/// (`docs/start-cost.md`). Otherwise (absent, a directory or anything
+/// else, or a file system without `RENAME_EXCHANGE`), a plain `rename`,
+/// which refuses a directory as before.
+fn replace(dir: &OwnedFd, tmp: &str, name: &str) -> Result<(), FsError> {
+    let swappable = fs::lstatat(dir, name).is_ok_and(|st| {
+        matches!(
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT,
+            SFlag::S_IFREG | SFlag::S_IFLNK
+        )
+    });
+    let result = if swappable {
+        match fs::exchangeat(dir, tmp, name) {
+            Err(e) if e.errno() == Errno::EINVAL => fs::renameat(dir, tmp, name),
+            other => other,
+        }
+    } else {
+        fs::renameat(dir, tmp, name)
+    };
+    // After an exchange `tmp` is the old file; after a failure, ours.
+    let _ = fs::unlinkat(dir, tmp, false);
+    result
 }
 
 #[cfg(test)]
@@ -898,6 +925,21 @@ mod tests {
         assert!(std::fs::symlink_metadata(r.join("etc/ld.so.cache"))
             .unwrap()
             .is_file());
+        let names = |dir: &std::path::Path| -> Vec<_> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        assert_eq!(names(&r.join("etc")), ["ld.so.cache"]);
+        // A directory at the cache's name is refused, left as it was, and
+        // the temporary file removed.
+        std::fs::remove_file(r.join("etc/ld.so.cache")).unwrap();
+        std::fs::create_dir(r.join("etc/ld.so.cache")).unwrap();
+        std::fs::write(r.join("etc/ld.so.cache/keep"), "image").unwrap();
+        assert!(update(&root, &added).is_err());
+        assert_eq!(names(&r.join("etc")), ["ld.so.cache"]);
+        assert_eq!(names(&r.join("etc/ld.so.cache")), ["keep"]);
         // No /etc at all: created.
         let d2 = tempfile::tempdir().unwrap();
         update(&ContainerRoot::open(d2.path()).unwrap(), &added).unwrap();
