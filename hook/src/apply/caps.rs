@@ -3,7 +3,7 @@
 //!
 //! | step | where | keeps | why |
 //! |---|---|---|---|
-//! | [`Step::Hook`] | the hook, once the container is a GPU container | `CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER KILL MKNOD SETGID SETUID SETPCAP SYS_ADMIN SYS_CHROOT SYS_PTRACE SYS_RESOURCE BPF` | the union of the steps below and of the device-cgroup (`SYS_ADMIN BPF SYS_RESOURCE DAC_OVERRIDE`) and ldconfig children (`SYS_ADMIN SYS_CHROOT SYS_PTRACE SETUID SETGID SETPCAP KILL DAC_OVERRIDE`); the bounding set is cut to it too, so nothing executed later can regain the rest |
+//! | [`Step::Hook`] | the hook, once the container is a GPU container | `CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER KILL MKNOD SETGID SETUID SETPCAP SYS_ADMIN SYS_CHROOT SYS_PTRACE SYS_RESOURCE BPF` | the union of the steps below and of the device-cgroup (`SYS_ADMIN BPF SYS_RESOURCE DAC_OVERRIDE`) and ldconfig children (`SYS_ADMIN SYS_CHROOT SYS_PTRACE SETUID SETGID SETPCAP KILL DAC_OVERRIDE`); and `no_new_privs` is set, so nothing executed later can gain more than it (not as root, nor by file capabilities or set-user-ID bits) |
 //! | [`Step::ApplyHost`] | the apply child, host side | `SYS_ADMIN SYS_CHROOT SYS_PTRACE DAC_OVERRIDE DAC_READ_SEARCH` effective (`MKNOD CHOWN FOWNER` stay permitted, not effective, for the next step) | open `/proc/<pid>/ns/*` of runc's non-dumpable init (`SYS_PTRACE`), read driver files and clone them as detached mounts (`SYS_ADMIN`), `setns` (`SYS_ADMIN SYS_CHROOT`) |
 //! | [`Step::ApplyContainer`] | the apply child, in the container's namespaces | `SYS_ADMIN MKNOD CHOWN FOWNER DAC_OVERRIDE` | attach mounts and make tmpfs (`SYS_ADMIN`), device nodes (`MKNOD`, then `CHOWN FOWNER` for owner and mode), create in directories of the image whoever owns them (`DAC_OVERRIDE`) |
 //!
@@ -94,7 +94,7 @@ pub struct CapsError {
 }
 
 /// Keeps only `step`'s capabilities in the calling thread's effective set
-/// (and, for [`Step::Hook`], bounding set), and in its permitted set those
+/// (and, for [`Step::Hook`], seals it with `no_new_privs`), and in its permitted set those
 /// of the step and of the steps after it in the same process; clears the
 /// inheritable and ambient sets. Capabilities the thread does not have are
 /// not asked for (an unprivileged test run keeps nothing).
